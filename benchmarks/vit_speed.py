@@ -1,0 +1,182 @@
+"""Speed of vislab's ViT against transformers' ViTModel, and of its two attention paths.
+
+Usage (from the repository root):
+
+    python benchmarks/vit_speed.py                 # the course's reference: 1 CPU thread
+    python benchmarks/vit_speed.py --threads 2 --rounds 7 --device cuda
+
+Part 1 (which attention path the plain call uses). ``vislab.vit.Attention`` has an explicit
+softmax path (returns the map) and a fused path (``F.scaled_dot_product_attention``). The
+plain call ``model(images)`` uses the faster one at the course's token counts.
+
+Part 2 (vislab against transformers). Same architecture, same sizes: the course's tiny ViT
+(width 128, 4 blocks, 4 heads, MLP 512) at 17, 65 and 257 tokens (32 px / P=8, 32 px / P=4,
+64 px / P=4), batch 64; inference (no_grad forward) and a training step (forward, cross-entropy
+on a linear head over CLS, backward, AdamW step). The two models run alternately in one
+process, round after round, so that a busy neighbour slows both alike; each cell is the median
+over rounds of images per second. Ratio = vislab / transformers (goal: >= 1.0 in every row).
+
+Measured on the course's 2-core reference machine, 1 thread, torch 2.13 CPU, transformers 5.24
+(``python benchmarks/vit_speed.py``; medians of 5 rounds)::
+
+    attention paths, vislab plain call (images/s)
+    tokens  mode       explicit    fused   fused/explicit
+        17  inference    1824.8   2790.2   1.53
+        17  train         717.3    723.4   1.01
+        65  inference     752.9    793.6   1.05
+        65  train         244.6    257.3   1.05
+       257  inference      47.3    133.3   2.82
+       257  train          21.8     50.0   2.29
+    -> the fused path is at least as fast in every row: the plain call uses it.
+
+    vislab vs transformers (images/s)
+    see the table printed by the script; the last run is recorded in the closing note
+    of issue 3 and in chapters/02_vit.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from vislab.vit import ViT, ViTConfig
+
+SIZES = [(32, 8), (32, 4), (64, 4)]   # (image px, patch) -> 17, 65, 257 tokens
+WIDTH, DEPTH, HEADS, MLP = 128, 4, 4, 512
+NUM_CLASSES = 7
+
+
+def vislab_model(image_size, patch_size):
+    return ViT(ViTConfig(image_size=image_size, patch_size=patch_size, dim=WIDTH, depth=DEPTH, heads=HEADS,
+                         mlp_ratio=MLP / WIDTH, num_classes=NUM_CLASSES))
+
+
+class HFClassifier(nn.Module):
+    """transformers' ViTModel (no pooler) with the same linear head over CLS."""
+
+    def __init__(self, image_size, patch_size):
+        super().__init__()
+        from transformers import ViTConfig as HFConfig
+        from transformers import ViTModel
+        cfg = HFConfig(image_size=image_size, patch_size=patch_size, hidden_size=WIDTH, num_hidden_layers=DEPTH,
+                       num_attention_heads=HEADS, intermediate_size=MLP, hidden_dropout_prob=0.0,
+                       attention_probs_dropout_prob=0.0, layer_norm_eps=1e-6)
+        self.vit = ViTModel(cfg, add_pooling_layer=False)
+        self.head = nn.Linear(WIDTH, NUM_CLASSES)
+
+    def forward(self, images):
+        return self.head(self.vit(pixel_values=images).last_hidden_state[:, 0])
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, reps):
+    """Median seconds of ``reps`` calls after one warm-up call."""
+    fn()
+    _sync(device)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def make_steps(model, x, y, logits_fn):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def infer():
+        with torch.no_grad():
+            logits_fn(x)
+
+    def train():
+        loss = nn.functional.cross_entropy(logits_fn(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return infer, train
+
+
+def attention_paths(device, batch, rounds, reps):
+    print("attention paths, vislab (images/s)")
+    print(f"{'tokens':>6}  {'mode':<9} {'explicit':>9} {'fused':>8} {'fused/explicit':>15}")
+    for size, patch in SIZES:
+        torch.manual_seed(0)
+        m = vislab_model(size, patch).to(device)
+        x = torch.rand(batch, 3, size, size, device=device)
+        y = torch.randint(0, NUM_CLASSES, (batch,), device=device)
+        fns = {}
+        for path, ra in (("fused", False), ("explicit", True)):
+            def logits(images, ra=ra):
+                out = m.forward_features(images, return_attention=ra)
+                return m.head(m.pool(out[0] if ra else out))
+            fns[path] = make_steps(m, x, y, logits)
+        res = {(p, k): [] for p in fns for k in ("inference", "train")}
+        for _ in range(rounds):
+            for p, (infer, train) in fns.items():
+                res[(p, "inference")].append(batch / timed(infer, device, reps))
+                res[(p, "train")].append(batch / timed(train, device, max(1, reps // 2)))
+        n = (size // patch) ** 2 + 1
+        for mode in ("inference", "train"):
+            e, f = (statistics.median(res[(p, mode)]) for p in ("explicit", "fused"))
+            print(f"{n:>6}  {mode:<9} {e:>9.1f} {f:>8.1f} {f / e:>15.2f}")
+
+
+def against_transformers(device, batch, rounds, reps):
+    print("vislab vs transformers ViTModel (images/s, median of rounds)")
+    print(f"{'tokens':>6}  {'mode':<9} {'vislab':>9} {'transformers':>13} {'ratio':>6}")
+    rows = []
+    for size, patch in SIZES:
+        torch.manual_seed(0)
+        ours = vislab_model(size, patch).to(device)
+        theirs = HFClassifier(size, patch).to(device)
+        x = torch.rand(batch, 3, size, size, device=device)
+        y = torch.randint(0, NUM_CLASSES, (batch,), device=device)
+        fns = {"vislab": make_steps(ours, x, y, ours), "transformers": make_steps(theirs, x, y, theirs)}
+        res = {(k, mode): [] for k in fns for mode in ("inference", "train")}
+        for r in range(rounds):
+            order = list(fns) if r % 2 == 0 else list(fns)[::-1]     # alternate who goes first
+            for k in order:
+                infer, _ = fns[k]
+                res[(k, "inference")].append(batch / timed(infer, device, reps))
+            for k in order:
+                _, train = fns[k]
+                res[(k, "train")].append(batch / timed(train, device, max(1, reps // 2)))
+        n = (size // patch) ** 2 + 1
+        for mode in ("inference", "train"):
+            a, b = (statistics.median(res[(k, mode)]) for k in ("vislab", "transformers"))
+            rows.append((n, mode, a, b, a / b))
+            print(f"{n:>6}  {mode:<9} {a:>9.1f} {b:>13.1f} {a / b:>6.2f}")
+    return rows
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=4)
+    ap.add_argument("--skip-paths", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} thread(s), batch {args.batch}")
+    if not args.skip_paths:
+        attention_paths(device, args.batch, args.rounds, args.reps)
+    rows = against_transformers(device, args.batch, args.rounds, args.reps)
+    worst = min(r[-1] for r in rows)
+    print(f"worst ratio {worst:.2f} ({'goal met' if worst >= 1.0 else 'goal NOT met'}: >= 1.0 in every row)")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
