@@ -257,6 +257,19 @@ def test_vqvae_overfits_a_batch():
     assert m["rec"] < 0.5 * first
 
 
+def test_continuous_baseline_has_no_codebook_step():
+    torch.manual_seed(0)
+    model = vq.VQVAE(_tiny_cfg(quantize=False))
+    x = torch.rand(2, 3, 16, 16)
+    out = model(x)
+    assert out["indices"] is None and out["vq_loss"].item() == 0.0
+    torch.testing.assert_close(out["z_q"], out["z_e"])
+    loss, metrics = vq.vqvae_loss(model, x)
+    assert "usage" not in metrics
+    with pytest.raises(ValueError, match="no codebook"):
+        model.tokenize(x)
+
+
 def test_vqvae_bad_input():
     model = vq.VQVAE(_tiny_cfg())
     with pytest.raises(ValueError, match="B, C, H, W"):
@@ -345,3 +358,43 @@ def test_psnr_and_sharpness():
     blur = F.avg_pool2d(x, 3, stride=1, padding=1)
     assert torch.all(vq.sharpness(blur) < vq.sharpness(x))
     assert torch.all(vq.sharpness(torch.zeros(2, 3, 8, 8)) == 0)
+
+
+# -- the codebook viewer -------------------------------------------------------------------------
+
+def test_codebook_stats_and_figure():
+    import matplotlib
+    matplotlib.use("Agg")
+    from vislab.widgets import codebook
+
+    idx = torch.tensor([[[0, 0], [1, 2]], [[0, 3], [3, 3]]])
+    stats = codebook.codebook_stats(idx, 6)
+    assert stats["counts"].tolist() == [3, 1, 1, 3, 0, 0] and stats["dead"] == 2
+    assert stats["usage"] == pytest.approx(4 / 6)
+    images = torch.rand(2, 3, 8, 8)
+    hist = {"step": [0, 10], "perplexity": [1.0, 3.0], "usage": [0.2, 0.6]}
+    fig = codebook.codebook_figure(images, idx, 6, history=hist, image_index=1, code=3)
+    assert len(fig.axes) >= 5
+    two_runs = {"plain": hist, "fixed": hist}
+    codebook.codebook_figure(images, idx, 6, history=two_runs)
+    with pytest.raises(ValueError):
+        codebook.codebook_figure(images, idx[:1], 6)
+    with pytest.raises(ValueError):
+        codebook.codebook_figure(images, idx, 6, code=7)
+    with pytest.raises(ValueError):
+        codebook.codebook_figure(torch.rand(2, 3, 9, 9), idx, 6)
+
+
+def test_codebook_viewer_builds_a_widget():
+    import matplotlib
+    matplotlib.use("Agg")
+    from vislab.widgets import codebook
+
+    idx = torch.randint(0, 5, (3, 4, 4))
+    box = codebook.codebook_viewer(torch.rand(3, 3, 16, 16), idx, 5)
+    slider, menu = box.children[0].children
+    picture = box.children[1]
+    before = picture.value
+    slider.value = 2
+    assert {k for _, k in menu.options} == set(idx[2].flatten().tolist())
+    assert picture.value != before

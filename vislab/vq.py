@@ -326,6 +326,7 @@ class VQVAEConfig:
     restart_every: int = 0       # 0: no dead-code restarts
     restart_threshold: float = 1.0
     seed: int = 0                # seed of the restart generator
+    quantize: bool = True        # False: a plain autoencoder with the same layers (the continuous baseline)
 
     def __post_init__(self):
         for name in ("image_size", "in_channels", "hidden", "dim", "num_codes"):
@@ -449,7 +450,13 @@ class VQVAE(nn.Module):
         return self.encoder(images)                                          # (B, D, h, w)
 
     def quantize(self, z_e: torch.Tensor):
-        """``z_e`` ``(B, D, h, w)`` → ``(z_q (B, D, h, w), indices (B, h, w), vq_loss)``."""
+        """``z_e`` ``(B, D, h, w)`` → ``(z_q (B, D, h, w), indices (B, h, w), vq_loss)``.
+
+        With ``config.quantize=False`` (the continuous baseline) ``z_e`` passes unchanged,
+        ``indices`` is None and the loss is 0.
+        """
+        if not self.config.quantize:
+            return z_e, None, z_e.new_zeros(())
         z = z_e.permute(0, 2, 3, 1)                                          # (B, h, w, D)
         z_q, indices, loss = self.quantizer(z)                               # (B, h, w, D), (B, h, w)
         return z_q.permute(0, 3, 1, 2), indices, loss                        # (B, D, h, w)
@@ -461,6 +468,8 @@ class VQVAE(nn.Module):
     @torch.no_grad()
     def tokenize(self, images: torch.Tensor) -> torch.Tensor:
         """Images ``(B, C, H, W)`` → code ids ``(B, h, w)`` (no training side effects)."""
+        if not self.config.quantize:
+            raise ValueError("this model has no codebook (config.quantize=False): it cannot tokenize")
         was = self.training
         self.eval()
         try:
@@ -492,9 +501,11 @@ def vqvae_loss(model: VQVAE, images: torch.Tensor):
     out = model(images)
     rec = F.mse_loss(out["recon"], images)
     loss = rec + out["vq_loss"]
-    return loss, {"rec": rec.item(), "vq": out["vq_loss"].item(),
-                  "usage": codebook_usage(out["indices"], model.num_codes),
-                  "perplexity": perplexity(out["indices"], model.num_codes)}
+    metrics = {"rec": rec.item(), "vq": out["vq_loss"].item()}
+    if out["indices"] is not None:
+        metrics["usage"] = codebook_usage(out["indices"], model.num_codes)
+        metrics["perplexity"] = perplexity(out["indices"], model.num_codes)
+    return loss, metrics
 
 
 # ----------------------------------------------------------------------------------------------
