@@ -1,0 +1,7 @@
+"""Shared test configuration: the tests run offline, with a non-interactive matplotlib."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")

@@ -1,0 +1,452 @@
+"""The course's command line: ``python -m vislab.book check | run | sync``.
+
+    python -m vislab.book check            # book.yml and the chapter pairs agree
+    python -m vislab.book sync             # regenerate every chapters/*.ipynb from its .py
+    python -m vislab.book sync --record 01 # ... and record the reference outputs nbval checks
+    python -m vislab.book run              # execute every chapter offline: seconds, peak MB
+    python -m vislab.book run 01 vit       # some chapters (by number, id or file name)
+
+``book.yml`` is the one source of truth for chapter order, titles, files, objectives and
+time budgets. The ``.py`` of each pair (Jupytext percent format) is what people edit; the
+``.ipynb`` is generated from it without volatile headers, so that both stay byte-stable
+across machines. The only outputs it stores are the references of the cells marked
+``# NBVAL_CHECK_OUTPUT`` (shapes, counts, parameter numbers), which nbval compares with a
+fresh run; ``sync --record`` executes the chapter to (re)write them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["KNOWN_TAGS", "load_book", "check", "sync", "run", "main"]
+
+KNOWN_TAGS = {
+    "online",        # needs internet: skipped by nbval and by `run`
+    "exercise",      # the learner's cell, with a TODO
+    "solution",      # a hidden solution; runs under test so the self-check is proven
+    "slide", "subslide", "fragment", "notes", "skip-slide",   # lecture export
+    "hide-input",    # shown without its code in the HTML export
+}
+MEMORY_LIMIT_MB = 2048          # Binder's limit
+COURSE_CAP_S = 120              # no chapter may be budgeted above this
+NOTEBOOK_METADATA = {
+    "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+    "language_info": {"name": "python"},
+}
+REQUIRED_CHAPTER_KEYS = ("id", "file", "title", "objectives", "budget_s")
+
+
+@dataclass(frozen=True)
+class Chapter:
+    id: str
+    file: Path          # the .py
+    title: str
+    objectives: tuple
+    budget_s: float
+    memory_mb: float = MEMORY_LIMIT_MB
+
+    @property
+    def notebook(self) -> Path:
+        return self.file.with_suffix(".ipynb")
+
+    @property
+    def number(self) -> str:
+        m = re.match(r"(\d+)_", self.file.name)
+        return m.group(1) if m else ""
+
+
+class BookError(ValueError):
+    """book.yml is malformed."""
+
+
+def _root(root=None) -> Path:
+    if root is not None:
+        return Path(root)
+    from vislab.paths import repo_root
+
+    return repo_root()
+
+
+def load_book(root=None) -> dict:
+    """Read book.yml into ``{"title", "repository", "branch", "chapters": [Chapter...]}``."""
+    import yaml
+
+    root = _root(root)
+    path = root / "book.yml"
+    if not path.exists():
+        raise BookError(f"no book.yml in {root}")
+    raw = yaml.safe_load(path.read_text())
+    if not isinstance(raw, dict):
+        raise BookError("book.yml must be a mapping with title, repository, branch and chapters")
+    problems = [f"book.yml: missing '{k}'" for k in ("title", "repository", "branch", "chapters") if k not in raw]
+    if problems:
+        raise BookError("\n".join(problems))
+    chapters = []
+    for i, entry in enumerate(raw["chapters"] or []):
+        missing = [k for k in REQUIRED_CHAPTER_KEYS if k not in (entry or {})]
+        if missing:
+            raise BookError(f"book.yml: chapter #{i + 1} lacks {', '.join(missing)}")
+        budget = entry["budget_s"]
+        if not isinstance(budget, (int, float)) or budget <= 0:
+            raise BookError(f"book.yml: chapter {entry['id']!r} budget_s must be a positive number, got {budget!r}")
+        objectives = entry["objectives"]
+        if not isinstance(objectives, list) or not objectives:
+            raise BookError(f"book.yml: chapter {entry['id']!r} needs a non-empty list of objectives")
+        chapters.append(Chapter(id=str(entry["id"]), file=root / entry["file"], title=str(entry["title"]),
+                                objectives=tuple(str(o) for o in objectives), budget_s=float(budget),
+                                memory_mb=float(entry.get("memory_mb", MEMORY_LIMIT_MB))))
+    return {"title": raw["title"], "repository": raw["repository"], "branch": raw["branch"],
+            "chapters": chapters, "root": root}
+
+
+# ----------------------------------------------------------------------------- pairs
+def _cell_id(index: int, cell) -> str:
+    digest = hashlib.sha1(f"{index}:{cell.cell_type}:{cell.source}".encode()).hexdigest()[:12]
+    return f"c{index:03d}-{digest}"
+
+
+CHECK_MARK = "NBVAL_CHECK_OUTPUT"
+
+
+def is_checked(cell) -> bool:
+    """A code cell whose outputs nbval compares with the stored reference."""
+    return cell.cell_type == "code" and CHECK_MARK in cell.source
+
+
+def notebook_from_py(py: Path, reference=None):
+    """The notebook that ``py`` describes, with deterministic ids and metadata.
+
+    Outputs are empty except for checked cells, whose reference outputs are taken from
+    ``reference`` (a notebook, usually the current .ipynb) where the same source has them.
+    """
+    import jupytext
+    import nbformat
+
+    nb = jupytext.read(py, fmt="py:percent")
+    nb.metadata = nbformat.from_dict(json.loads(json.dumps(NOTEBOOK_METADATA)))
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    for i, cell in enumerate(nb.cells):
+        cell.id = _cell_id(i, cell)
+        keep = {}
+        if cell.metadata.get("tags"):
+            keep["tags"] = list(cell.metadata["tags"])
+        if "solution" in keep.get("tags", []):
+            keep["jupyter"] = {"source_hidden": True}
+        elif cell.metadata.get("jupyter"):
+            keep["jupyter"] = dict(cell.metadata["jupyter"])
+        cell.metadata = nbformat.from_dict(keep)
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    if reference is not None:
+        _copy_references(reference, nb)
+    return nb
+
+
+def _copy_references(source, target) -> None:
+    """Copy the outputs of checked cells from ``source`` to ``target`` by identical source."""
+    stored = {}
+    for cell in source.cells:
+        if is_checked(cell) and cell.get("outputs"):
+            stored.setdefault(cell.source, cell.outputs)
+    for i, cell in enumerate(target.cells):
+        if is_checked(cell) and cell.source in stored:
+            cell.outputs = _clean_outputs(stored[cell.source])
+            cell.execution_count = i + 1
+
+
+def _clean_outputs(outputs) -> list:
+    import nbformat
+
+    clean = []
+    for out in outputs:
+        out = nbformat.from_dict(json.loads(json.dumps(out)))
+        if out.get("output_type") in ("display_data", "execute_result"):
+            out["metadata"] = {}                       # drop volatile renderer metadata
+        if out.get("output_type") == "execute_result":
+            out["execution_count"] = None
+        clean.append(out)
+    return clean
+
+
+def _current_notebook(ch):
+    import nbformat
+
+    return nbformat.read(ch.notebook, as_version=4) if ch.notebook.exists() else None
+
+
+def _notebook_text(nb) -> str:
+    import nbformat
+
+    return nbformat.writes(nb) + "\n"
+
+
+def sync(root=None, chapters=None, record: bool = False, timeout: int = 600) -> list:
+    """Write every chapter's ``.ipynb`` from its ``.py``; returns the files that changed.
+
+    Reference outputs of checked cells are kept where their source is unchanged; with
+    ``record=True`` the chapter is executed offline and its checked outputs re-recorded.
+    """
+    book = load_book(root)
+    changed = []
+    for ch in _select(book["chapters"], chapters):
+        if record:
+            executed, row = _execute(ch, timeout)
+            if row["status"] == "error":
+                raise BookError(f"{ch.file.name}: cannot record outputs, the chapter fails: {row['error']}")
+            nb = notebook_from_py(ch.file, reference=executed)
+        else:
+            nb = notebook_from_py(ch.file, reference=_current_notebook(ch))
+        text = _notebook_text(nb)
+        if not ch.notebook.exists() or ch.notebook.read_text() != text:
+            ch.notebook.write_text(text)
+            changed.append(ch.notebook)
+    return changed
+
+
+def check(root=None) -> list:
+    """Every problem with book.yml and the chapters, as readable lines (empty = all good)."""
+    import nbformat
+
+    try:
+        book = load_book(root)
+    except BookError as err:
+        return str(err).splitlines()
+    root = book["root"]
+    problems = []
+    ids = [c.id for c in book["chapters"]]
+    for dup in sorted({i for i in ids if ids.count(i) > 1}):
+        problems.append(f"book.yml: chapter id {dup!r} appears more than once")
+    listed = set()
+    for ch in book["chapters"]:
+        rel = ch.file.relative_to(root) if ch.file.is_relative_to(root) else ch.file
+        listed.add(ch.file.resolve())
+        if ch.file.suffix != ".py":
+            problems.append(f"{rel}: book.yml must name the .py of the pair")
+            continue
+        if ch.budget_s > COURSE_CAP_S:
+            problems.append(f"{rel}: budget_s {ch.budget_s:g} exceeds the course cap of {COURSE_CAP_S} s")
+        if not ch.file.exists():
+            problems.append(f"{rel}: listed in book.yml but missing")
+            continue
+        if not ch.notebook.exists():
+            problems.append(f"{rel}: no paired {ch.notebook.name} (run `python -m vislab.book sync`)")
+            continue
+        actual = nbformat.read(ch.notebook, as_version=4)
+        try:
+            expected = notebook_from_py(ch.file, reference=actual)
+        except Exception as err:  # a malformed .py is reported, not raised
+            problems.append(f"{rel}: jupytext cannot read it: {err}")
+            continue
+        if _notebook_text(expected) != ch.notebook.read_text():
+            diff = _first_difference(expected, actual)
+            problems.append(f"{ch.notebook.relative_to(root)}: out of sync with {ch.file.name} ({diff}); "
+                            "run `python -m vislab.book sync`")
+        problems += [f"{rel}: {p}" for p in _cell_problems(expected)]
+        unrecorded = [i for i, c in enumerate(expected.cells, 1) if is_checked(c) and not c.outputs]
+        if unrecorded:
+            problems.append(f"{rel}: checked cell(s) {unrecorded} have no recorded reference output "
+                            f"(run `python -m vislab.book sync --record {ch.id}`)")
+    for path in sorted((root / "chapters").glob("[0-9]*_*.py")):
+        if path.resolve() not in listed:
+            problems.append(f"chapters/{path.name}: not listed in book.yml")
+    for path in sorted((root / "chapters").glob("[0-9]*_*.ipynb")):
+        if path.with_suffix(".py").resolve() not in listed:
+            problems.append(f"chapters/{path.name}: no .py source listed in book.yml")
+    return problems
+
+
+def _first_difference(expected, actual) -> str:
+    if len(expected.cells) != len(actual.cells):
+        return f"{len(expected.cells)} cells in the .py, {len(actual.cells)} in the .ipynb"
+    for i, (a, b) in enumerate(zip(expected.cells, actual.cells)):
+        if a.cell_type != b.cell_type or a.source != b.source:
+            return f"cell {i + 1} differs"
+        if dict(a.metadata) != dict(b.metadata):
+            return f"cell {i + 1} metadata differs"
+        if a.cell_type == "code" and not is_checked(a) and (b.get("outputs") or b.get("execution_count")):
+            return f"cell {i + 1} stores outputs but is not a checked cell"
+    return "metadata or ids differ"
+
+
+def _cell_problems(nb) -> list:
+    problems = []
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    if not code_cells or "setup(" not in code_cells[0].source:
+        problems.append("the first code cell must call vislab.runtime.setup(...) (imports, seed, device line)")
+    for i, cell in enumerate(nb.cells, 1):
+        tags = cell.metadata.get("tags", [])
+        unknown = [t for t in tags if t not in KNOWN_TAGS and not t.startswith("nbval-")]
+        if unknown:
+            problems.append(f"cell {i}: unknown tag(s) {unknown}; known: {sorted(KNOWN_TAGS)}")
+        if "exercise" in tags and "TODO" not in cell.source:
+            problems.append(f"cell {i}: an exercise cell must say what to do with a TODO")
+        if "exercise" in tags and "solution" in tags:
+            problems.append(f"cell {i}: a cell cannot be both exercise and solution")
+        if cell.cell_type == "code" and re.search(r"^\s*from\s+\S+\s+import\s+\*", cell.source, re.M):
+            problems.append(f"cell {i}: no star imports in chapters")
+    return problems
+
+
+# ----------------------------------------------------------------------------- run
+def _select(chapters, wanted):
+    if not wanted:
+        return list(chapters)
+    out = []
+    for w in wanted:
+        w = str(w)
+        hits = [c for c in chapters if w in (c.id, c.number, c.number.lstrip("0"), c.file.name, c.file.stem,
+                                             c.notebook.name)]
+        if not hits:
+            raise BookError(f"no chapter {w!r}; known: {', '.join(c.id for c in chapters)}")
+        out += [c for c in hits if c not in out]
+    return out
+
+
+_PEAK_CODE = """
+import json as _j, resource as _r, sys as _s
+_k = 1 if _s.platform == 'darwin' else 1024
+print('__VISLAB_PEAK__' + _j.dumps({'self': _r.getrusage(_r.RUSAGE_SELF).ru_maxrss * _k,
+                                    'children': _r.getrusage(_r.RUSAGE_CHILDREN).ru_maxrss * _k}))
+"""
+
+
+def offline_notebook(ch: Chapter):
+    """The chapter as run offline: from its .py, cells tagged ``online`` removed."""
+    nb = notebook_from_py(ch.file)
+    nb.cells = [c for c in nb.cells if "online" not in c.metadata.get("tags", [])]
+    return nb
+
+
+def run_chapter(ch: Chapter, timeout: int = 600, save: Path | None = None) -> dict:
+    """Execute one chapter in a fresh kernel, offline; returns seconds, peak MB and status."""
+    import nbformat
+
+    nb, row = _execute(ch, timeout)
+    if save is not None:
+        save.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, save)
+    return row
+
+
+def _execute(ch: Chapter, timeout: int):
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = offline_notebook(ch)
+    nb.cells.append(nbformat.v4.new_code_cell(_PEAK_CODE, id="vislab-peak"))
+    env_backup = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MPLBACKEND")}
+    os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    os.environ.pop("MPLBACKEND", None)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(ch.file.parent)}})
+    status, error = "ok", ""
+    t0 = time.perf_counter()
+    try:
+        client.execute()
+    except CellExecutionError as err:
+        status = "error"
+        error = str(err).strip().splitlines()[-1][:200] if str(err).strip() else type(err).__name__
+    except Exception as err:  # kernel died, timeout: reported in the table, not raised
+        status = "error"
+        error = f"{type(err).__name__}: {err}"[:200]
+    finally:
+        for k, v in env_backup.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    seconds = time.perf_counter() - t0
+    peak_mb = None
+    for out in nb.cells[-1].get("outputs", []):
+        text = out.get("text", "")
+        if "__VISLAB_PEAK__" in text:
+            peak = json.loads(text.split("__VISLAB_PEAK__", 1)[1].strip())
+            peak_mb = (peak["self"] + peak["children"]) / 2**20
+    if status == "ok":
+        nb.cells.pop()
+        if seconds > ch.budget_s:
+            status = "over time"
+        elif peak_mb is not None and peak_mb > ch.memory_mb:
+            status = "over memory"
+    return nb, {"chapter": ch.id, "file": ch.file.name, "seconds": round(seconds, 1),
+            "budget_s": ch.budget_s, "peak_mb": None if peak_mb is None else round(peak_mb),
+            "memory_mb": ch.memory_mb, "status": status, "error": error}
+
+
+def format_table(rows) -> str:
+    head = f"{'chapter':<22}{'seconds':>9}{'budget':>8}{'peak MB':>9}  status"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        peak = "?" if r["peak_mb"] is None else str(r["peak_mb"])
+        lines.append(f"{r['chapter']:<22}{r['seconds']:>9.1f}{r['budget_s']:>8.0f}{peak:>9}  {r['status']}"
+                     + (f" ({r['error']})" if r["error"] else ""))
+    total = sum(r["seconds"] for r in rows)
+    lines.append("-" * len(head))
+    lines.append(f"{'total':<22}{total:>9.1f}")
+    return "\n".join(lines)
+
+
+def run(chapters=None, root=None, json_path=None, save_dir=None, timeout: int = 600) -> list:
+    """Run chapters (all by default), print the table, write it as JSON; returns the rows."""
+    book = load_book(root)
+    rows = []
+    for ch in _select(book["chapters"], chapters):
+        print(f"running {ch.file.name} ...", flush=True)
+        save = Path(save_dir) / ch.notebook.name if save_dir else None
+        rows.append(run_chapter(ch, timeout=timeout, save=save))
+    print(format_table(rows))
+    json_path = Path(json_path) if json_path else book["root"] / "_build" / "book-run.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps({"python": sys.version.split()[0], "rows": rows}, indent=2) + "\n")
+    print(f"table written to {json_path}")
+    return rows
+
+
+# ----------------------------------------------------------------------------- CLI
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vislab.book", description="The course's command line.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("check", help="book.yml and the chapter pairs agree")
+    p_sync = sub.add_parser("sync", help="regenerate the .ipynb of each chapter from its .py")
+    p_sync.add_argument("chapters", nargs="*")
+    p_sync.add_argument("--record", action="store_true",
+                        help="execute the chapters offline and record the outputs of NBVAL_CHECK_OUTPUT cells")
+    p_run = sub.add_parser("run", help="execute chapters offline; print seconds and peak memory")
+    p_run.add_argument("chapters", nargs="*", help="numbers, ids or file names (default: all)")
+    p_run.add_argument("--json", default=None, help="where to write the table (default: _build/book-run.json)")
+    p_run.add_argument("--save", default=None, help="folder for the executed notebooks")
+    p_run.add_argument("--timeout", type=int, default=600, help="per-cell timeout in seconds")
+    p_run.add_argument("--strict", action="store_true", help="exit non-zero when a chapter is over time or memory")
+    args = parser.parse_args(argv)
+    if args.cmd == "check":
+        problems = check()
+        if problems:
+            print(f"book check: {len(problems)} problem(s)")
+            for p in problems:
+                print(f"  - {p}")
+            return 1
+        print(f"book check: {len(load_book()['chapters'])} chapters, all consistent")
+        return 0
+    if args.cmd == "sync":
+        changed = sync(chapters=args.chapters, record=args.record)
+        for path in changed:
+            print(f"wrote {path}")
+        print(f"sync: {len(changed)} notebook(s) updated")
+        return 0
+    rows = run(args.chapters, json_path=args.json, save_dir=args.save, timeout=args.timeout)
+    bad = [r for r in rows if r["status"] == "error" or (args.strict and r["status"] != "ok")]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
