@@ -1,16 +1,38 @@
-"""pytest configuration shared by the unit tests and nbval.
+"""pytest plugin for the chapters under nbval (loaded with ``-p tests.nbval_plugin``).
 
-Cells tagged ``online`` need internet (real checkpoints from the hub): nbval skips them,
-and the tests run with the hub switched off so that nothing is downloaded by accident.
+- Cells tagged ``online`` need internet (real checkpoints from the hub): they are skipped.
+- After the last cell of every chapter, one more item asks the chapter's kernel for its peak
+  memory (its own and its child processes') and fails when it exceeds the chapter's
+  ``memory_mb`` in book.yml (Binder's 2 GB by default): memory is a budget CI enforces.
 """
 
-import os
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
+PEAK_CHECK = """\
+import resource as _r, sys as _s
+_k = 1 if _s.platform == "darwin" else 1024
+_peak_mb = (_r.getrusage(_r.RUSAGE_SELF).ru_maxrss + _r.getrusage(_r.RUSAGE_CHILDREN).ru_maxrss) * _k / 2**20
+print(f"peak memory {_peak_mb:.0f} MB (budget {LIMIT_MB:.0f} MB)")
+assert _peak_mb <= LIMIT_MB, f"{NAME}: peak memory {_peak_mb:.0f} MB exceeds its budget of {LIMIT_MB:.0f} MB"
+"""
+
+
+def _memory_budgets() -> dict:
+    from vislab.book import MEMORY_LIMIT_MB, load_book
+
+    try:
+        book = load_book()
+    except Exception:  # no book (e.g. a temporary test tree): the default limit applies
+        return defaultdict(lambda: MEMORY_LIMIT_MB)
+    budgets = defaultdict(lambda: MEMORY_LIMIT_MB)
+    for ch in book["chapters"]:
+        budgets[ch.notebook.resolve()] = ch.memory_mb
+    return budgets
 
 
 def pytest_collection_modifyitems(config, items):
@@ -19,3 +41,25 @@ def pytest_collection_modifyitems(config, items):
         cell = getattr(item, "cell", None)
         if cell is not None and "online" in cell.get("metadata", {}).get("tags", []):
             item.add_marker(skip_online)
+
+    try:
+        import nbformat
+        from nbval.plugin import IPyNbCell, IPyNbFile
+    except ImportError:
+        return
+    budgets = None
+    last_of = {}
+    for index, item in enumerate(items):
+        if isinstance(item, IPyNbCell):
+            last_of[item.parent] = index
+    for parent, index in sorted(last_of.items(), key=lambda kv: -kv[1]):
+        if not isinstance(parent, IPyNbFile):
+            continue
+        budgets = budgets or _memory_budgets()
+        path = Path(str(parent.fspath)).resolve()
+        code = PEAK_CHECK.replace("LIMIT_MB", repr(float(budgets[path]))).replace("NAME", repr(path.name))
+        cell = nbformat.v4.new_code_cell(code)
+        options = defaultdict(bool)
+        options["check"] = False
+        extra = IPyNbCell.from_parent(parent, name="peak memory", cell_num=10_000, cell=cell, options=options)
+        items.insert(index + 1, extra)
