@@ -5,6 +5,8 @@
     python -m vislab.book sync --record 01 # ... and record the reference outputs nbval checks
     python -m vislab.book run              # execute every chapter offline: seconds, peak MB
     python -m vislab.book run 01 vit       # some chapters (by number, id or file name)
+    python -m vislab.book badges           # rewrite README's chapter table (Colab/Binder/slides)
+    python -m vislab.book build            # _build/site: HTML pages and reveal.js slides
 
 ``book.yml`` is the one source of truth for chapter order, titles, files, objectives and
 time budgets. The ``.py`` of each pair (Jupytext percent format) is what people edit; the
@@ -261,7 +263,20 @@ def check(root=None) -> list:
     for path in sorted((root / "chapters").glob("[0-9]*_*.ipynb")):
         if path.with_suffix(".py").resolve() not in listed:
             problems.append(f"chapters/{path.name}: no .py source listed in book.yml")
+    problems += _readme_problems(book)
     return problems
+
+
+def _readme_problems(book) -> list:
+    from vislab.site import update_readme
+
+    if not (book["root"] / "README.md").exists():
+        return ["README.md is missing"]
+    try:
+        drift, _ = update_readme(book, write=False)
+    except ValueError as err:
+        return [str(err)]
+    return ["README.md: the chapter table is out of date with book.yml (run `python -m vislab.book badges`)"] if drift else []
 
 
 def _first_difference(expected, actual) -> str:
@@ -412,6 +427,25 @@ def run(chapters=None, root=None, json_path=None, save_dir=None, timeout: int = 
     return rows
 
 
+def build(chapters=None, root=None, out=None, timeout: int = 600) -> Path:
+    """Execute the chapters offline and write the static site and slides; returns the folder."""
+    from vislab.site import build_site
+
+    book = load_book(root)
+    executed, rows = {}, {}
+    for ch in _select(book["chapters"], chapters):
+        print(f"executing {ch.file.name} ...", flush=True)
+        nb, row = _execute(ch, timeout)
+        if row["status"] == "error":
+            raise BookError(f"{ch.file.name} fails, the site is not built: {row['error']}")
+        executed[ch.id], rows[ch.id] = nb, row
+    out = Path(out) if out else book["root"] / "_build" / "site"
+    files = build_site(book, executed, out, rows)
+    print(format_table(list(rows.values())))
+    print(f"site: {len(files)} files in {out} (open {out / 'index.html'})")
+    return out
+
+
 # ----------------------------------------------------------------------------- CLI
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vislab.book", description="The course's command line.")
@@ -427,7 +461,20 @@ def main(argv=None) -> int:
     p_run.add_argument("--save", default=None, help="folder for the executed notebooks")
     p_run.add_argument("--timeout", type=int, default=600, help="per-cell timeout in seconds")
     p_run.add_argument("--strict", action="store_true", help="exit non-zero when a chapter is over time or memory")
+    sub.add_parser("badges", help="rewrite README's chapter table from book.yml")
+    p_build = sub.add_parser("build", help="static HTML site and reveal.js slides of the executed chapters")
+    p_build.add_argument("chapters", nargs="*")
+    p_build.add_argument("--out", default=None, help="output folder (default: _build/site)")
     args = parser.parse_args(argv)
+    if args.cmd == "badges":
+        from vislab.site import update_readme
+
+        changed, _ = update_readme(load_book())
+        print("README.md chapter table " + ("updated" if changed else "already up to date"))
+        return 0
+    if args.cmd == "build":
+        build(args.chapters, out=args.out)
+        return 0
     if args.cmd == "check":
         problems = check()
         if problems:

@@ -1,0 +1,75 @@
+"""Launch links, the README table, slide metadata and the static site."""
+
+import nbformat
+import pytest
+
+from vislab.book import load_book
+from vislab.site import (README_END, README_START, binder_url, build_site, chapter_table, colab_url, repo_slug,
+                         slideshow_metadata, update_readme)
+
+
+@pytest.fixture(scope="module")
+def book():
+    return load_book()
+
+
+def test_repo_slug():
+    assert repo_slug("https://github.com/owner/repo") == ("owner", "repo")
+    assert repo_slug("https://github.com/owner/repo.git") == ("owner", "repo")
+    with pytest.raises(ValueError, match="GitHub URL"):
+        repo_slug("git@example.org:owner/repo")
+
+
+def test_launch_urls_follow_book_yml(book):
+    owner, repo = repo_slug(book["repository"])
+    nb = "chapters/01_patching.ipynb"
+    assert colab_url(book, nb) == f"https://colab.research.google.com/github/{owner}/{repo}/blob/{book['branch']}/{nb}"
+    assert binder_url(book, nb) == f"https://mybinder.org/v2/gh/{owner}/{repo}/{book['branch']}?urlpath=lab/tree/{nb}"
+
+
+def test_chapter_table_lists_every_chapter_with_links(book):
+    table = chapter_table(book)
+    rows = table.splitlines()[2:]
+    assert len(rows) == len(book["chapters"])
+    for row, ch in zip(rows, book["chapters"]):
+        assert ch.title in row and "colab.research.google.com" in row and "mybinder.org" in row
+        assert f"{ch.notebook.stem}.slides.html" in row and f"{ch.budget_s:.0f} s" in row
+
+
+def test_readme_table_is_current(book):
+    changed, text = update_readme(book, write=False)
+    assert not changed, "run `python -m vislab.book badges`"
+    assert README_START in text and README_END in text
+
+
+def test_slideshow_metadata_from_tags_and_sections():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title"), nbformat.v4.new_code_cell("x = 1"),
+                nbformat.v4.new_markdown_cell("## Part", metadata={"tags": ["slide"]}),
+                nbformat.v4.new_code_cell("y = 2", metadata={"tags": ["solution"]})]
+    slideshow_metadata(nb)
+    kinds = [c.metadata["slideshow"]["slide_type"] for c in nb.cells]
+    assert kinds == ["slide", "-", "slide", "skip"]
+    untagged = nbformat.v4.new_notebook()
+    untagged.cells = [nbformat.v4.new_markdown_cell("intro"), nbformat.v4.new_markdown_cell("## A section"),
+                      nbformat.v4.new_code_cell("z = 3")]
+    slideshow_metadata(untagged)
+    assert [c.metadata["slideshow"]["slide_type"] for c in untagged.cells] == ["slide", "slide", "-"]
+
+
+def test_build_site_writes_pages_slides_and_index(book, tmp_path):
+    ch = book["chapters"][0]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Hello\n\nSome $x^2$ math."),
+                nbformat.v4.new_code_cell("print(1)", outputs=[nbformat.v4.new_output("stream", text="1\n")],
+                                          execution_count=1)]
+    files = build_site(book, {ch.id: nb}, tmp_path, rows={ch.id: {"seconds": 1.0, "peak_mb": 10, "status": "ok"}})
+    names = {f.relative_to(tmp_path).as_posix() for f in files}
+    assert {"index.html", f"chapters/{ch.notebook.stem}.html", f"slides/{ch.notebook.stem}.slides.html"} <= names
+    page = (tmp_path / "chapters" / f"{ch.notebook.stem}.html").read_text()
+    assert "Hello" in page and "print(1)" in page
+    slides = (tmp_path / "slides" / f"{ch.notebook.stem}.slides.html").read_text()
+    assert "reveal" in slides.lower() and "<section" in slides
+    index = (tmp_path / "index.html").read_text()
+    for c in book["chapters"]:
+        assert c.title in index
