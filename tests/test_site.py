@@ -67,7 +67,7 @@ def test_build_site_writes_pages_slides_and_index(book, tmp_path):
     names = {f.relative_to(tmp_path).as_posix() for f in files}
     assert {"index.html", f"chapters/{ch.notebook.stem}.html", f"slides/{ch.notebook.stem}.slides.html"} <= names
     page = (tmp_path / "chapters" / f"{ch.notebook.stem}.html").read_text()
-    assert "Hello" in page and "print(1)" in page
+    assert "Hello" in page and "<pre>1" in page          # markdown and the stored output
     slides = (tmp_path / "slides" / f"{ch.notebook.stem}.slides.html").read_text()
     assert "reveal" in slides.lower() and "<section" in slides
     index = (tmp_path / "index.html").read_text()
