@@ -215,15 +215,25 @@ class ShapeWorld:
                 pick = rng.integers(0, len(hold), size=n)
                 color[:, 0], shape[:, 0] = hold_c[pick], hold_s[pick]
             # every other object (all objects outside the holdout split) avoids those pairs
-            for _ in range(100):
+            def held_out():
                 bad = np.zeros((n, S), dtype=bool)
                 for c, s in hold:
                     bad |= (color == c) & (shape == s)
                 if split == "holdout":
                     bad[:, 0] = False
+                return bad
+
+            for _ in range(100):
+                bad = held_out()
                 if not bad.any():
                     break
                 color[bad] = rng.integers(0, len(COLORS), size=int(bad.sum()))
+            else:
+                # recolouring cannot help when every colour of a shape is held out: redraw both
+                while (bad := held_out()).any():
+                    m = int(bad.sum())
+                    shape[bad] = rng.integers(0, len(SHAPES), size=m)
+                    color[bad] = rng.integers(0, len(COLORS), size=m)
         return count, present, shape, color, size
 
     def _draw_positions(self, n, S, radius, present, rng):
