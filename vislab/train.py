@@ -75,9 +75,29 @@ class History:
 def _batch_source(batches) -> Callable[[int], object]:
     if callable(batches):
         return batches
-    if isinstance(batches, Iterable):
-        it = itertools.cycle(batches) if isinstance(batches, (list, tuple)) else iter(batches)
+    if isinstance(batches, (list, tuple)):
+        if not batches:
+            raise ValueError("batches is empty: pass at least one batch")
+        it = itertools.cycle(batches)
         return lambda step: next(it)
+    if isinstance(batches, Iterable):
+        # a re-iterable (a DataLoader) starts a new epoch when one ends; a one-shot iterator
+        # (a generator) cannot, and running out of it is reported clearly
+        current = iter(batches)
+
+        def next_batch(step):
+            nonlocal current
+            try:
+                return next(current)
+            except StopIteration:
+                if current is not batches:
+                    current = iter(batches)
+                    for batch in current:
+                        return batch
+                raise ValueError(f"the batches ran out at step {step}: pass a list, a re-iterable such as a "
+                                 "DataLoader, or a callable batches(step) -> batch") from None
+
+        return next_batch
     raise TypeError("batches must be a callable batches(step) -> batch, or an iterable of batches")
 
 
@@ -111,6 +131,8 @@ def fit(model: torch.nn.Module, loss_fn: Callable, batches, optimizer: torch.opt
         raise ValueError(f"steps must be a non-negative int (the budget is counted in steps), got {steps!r}")
     if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1):
         raise ValueError(f"eval_every must be a positive int or None, got {eval_every!r}")
+    if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
+        raise ValueError(f"log_every must be a positive int, got {log_every!r}")
     if max_seconds is not None and max_seconds <= 0:
         raise ValueError(f"max_seconds must be positive or None, got {max_seconds!r}")
     get_batch = _batch_source(batches)
