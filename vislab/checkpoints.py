@@ -38,6 +38,11 @@ def _stem(path) -> Path:
     return p
 
 
+def _file(stem: Path, suffix: str) -> Path:
+    """``stem`` + ``suffix``; unlike ``with_suffix`` it keeps dots in the stem (``vit.local``)."""
+    return stem.with_name(stem.name + suffix)
+
+
 def _atomic_write(target: Path, write) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -73,14 +78,14 @@ def save_checkpoint(path, model: torch.nn.Module, meta: dict | None = None, dtyp
     meta = dict(meta or {})
     meta.setdefault("torch", torch.__version__)
     json_text = json.dumps(meta, indent=2, sort_keys=True, default=str)
-    _atomic_write(stem.with_suffix(".safetensors"), lambda tmp: save_file(tensors, tmp))
-    _atomic_write(stem.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json_text + "\n"))
+    _atomic_write(_file(stem, ".safetensors"), lambda tmp: save_file(tensors, tmp))
+    _atomic_write(_file(stem, ".json"), lambda tmp: Path(tmp).write_text(json_text + "\n"))
     return stem
 
 
 def read_meta(path) -> dict:
     """The JSON side of a checkpoint."""
-    p = _stem(path).with_suffix(".json")
+    p = _file(_stem(path), ".json")
     if not p.exists():
         raise FileNotFoundError(f"no checkpoint metadata at {p}")
     return json.loads(p.read_text())
@@ -96,7 +101,7 @@ def load_checkpoint(path, model: torch.nn.Module) -> dict:
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     stem = _stem(path)
-    weights = stem.with_suffix(".safetensors")
+    weights = _file(stem, ".safetensors")
     if not weights.exists():
         raise FileNotFoundError(f"no checkpoint at {weights}")
     state = load_file(str(weights))
@@ -118,5 +123,5 @@ def load_checkpoint(path, model: torch.nn.Module) -> dict:
     with torch.no_grad():
         for k, v in own.items():
             v.copy_(state[k].to(v.dtype))
-    meta_path = stem.with_suffix(".json")
+    meta_path = _file(stem, ".json")
     return json.loads(meta_path.read_text()) if meta_path.exists() else {}
