@@ -330,3 +330,31 @@ def test_parity_with_transformers_vitmae(norm_pix):
     torch.testing.assert_close(mine["pred"], theirs.logits, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(mine["loss"], theirs.loss, atol=1e-5, rtol=1e-4)
     assert math.isfinite(mine["loss"].item())
+
+
+# ---------------------------------------------------------------- the masking viewer
+def test_masking_viewer_and_figure():
+    from vislab.runtime import make_generator
+    from vislab.widgets.masking import masking_figure, masking_viewer
+
+    torch.manual_seed(0)
+    model = MAE(tiny_config()).eval()
+    images = torch.rand(3, 3, 16, 16)
+
+    def reconstruct(x, ratio, seed):
+        return model.reconstruct(x, mask_ratio=ratio, generator=make_generator(seed))
+
+    fig = masking_figure(images[0], reconstruct(images[:1], 0.5, 0), ratio=0.5)
+    assert len(fig.axes) == 5
+    box = masking_viewer(images, reconstruct, ratio=0.5, captions=["a", "b", "c"])
+    slider_index, slider_ratio, _ = box.children[0].children
+    png = box.children[1].value
+    slider_ratio.value = 25                                    # re-renders
+    assert box.children[1].value != png
+    slider_index.value = 2
+    with pytest.raises(ValueError, match="captions"):
+        masking_viewer(images, reconstruct, captions=["a"])
+    with pytest.raises(ValueError, match=r"\(n, 3, H, W\)"):
+        masking_viewer(images[0], reconstruct)
+    with pytest.raises(ValueError, match="missing"):
+        masking_figure(images[0], {"masked": images[:1]})
