@@ -73,7 +73,8 @@ def equal(actual, expected, what: str):
     """Pass if two values are equal (tensors: same shape and every element equal)."""
     if isinstance(actual, torch.Tensor) or isinstance(expected, torch.Tensor):
         a, e = torch.as_tensor(actual), torch.as_tensor(expected)
-        ok = a.shape == e.shape and bool(torch.equal(a.cpu(), e.to(a.dtype).cpu()))
+        common = torch.promote_types(a.dtype, e.dtype)          # never round one side to the other's dtype
+        ok = a.shape == e.shape and bool(torch.equal(a.cpu().to(common), e.cpu().to(common)))
         shown = f"tensor of shape {tuple(a.shape)}"
     else:
         ok = actual == expected
