@@ -1,0 +1,159 @@
+"""A real browser: JupyterLab on the loopback address, driven by headless Chromium.
+
+The test opens a copy of a chapter, runs all its cells, finds the chapter's viewer, moves its
+slider with the keyboard and asserts that the picture and the text beside it change. Screenshots
+go to ``_build/test-artifacts/``. It needs Debian's ``chromium`` and the ``playwright`` Python
+package (no browser download): ``.ci/run`` installs both, and under CI a missing one is a failure,
+not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "_build" / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def _require_browser():
+    missing = []
+    if not Path(CHROMIUM).exists():
+        missing.append("Debian's chromium (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the playwright Python package (pip install playwright)")
+    if missing:
+        message = "browser test needs " + " and ".join(missing)
+        if os.environ.get("CI"):
+            pytest.fail(message + "; .ci/run installs them")
+        pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server on 127.0.0.1 serving a temporary folder; always stopped."""
+    _require_browser()
+    folder = tmp_path_factory.mktemp("lab")
+    port, token = _free_port(), secrets.token_hex(16)
+    log = open(folder / "lab.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}", "--expose-app-in-browser",
+         "--allow-root", "--ServerApp.open_browser=False"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=folder)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"JupyterLab exited early; see {folder / 'lab.log'}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("JupyterLab did not start listening within 90 s")
+        yield {"folder": folder, "url": f"http://127.0.0.1:{port}", "token": token}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+
+
+KERNEL_IDLE = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+  return !!k && k.status === 'idle';
+}"""
+
+ALL_RUN = """() => {
+  const w = window.jupyterapp.shell.currentWidget;
+  const cells = w.content.widgets.filter(c => c.model.type === 'code');
+  const k = w.sessionContext.session.kernel;
+  return k.status === 'idle' && cells.every(c => c.model.executionCount !== null || c.model.sharedModel.getSource().trim() === '');
+}"""
+
+
+def _open_and_run(page, lab, notebook: str, timeout_s: int = 300):
+    page.goto(f"{lab['url']}/lab/tree/{notebook}?token={lab['token']}")
+    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    page.wait_for_function(ALL_RUN, timeout=timeout_s * 1000, polling=1000)
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .ansi-red-fg, "
+                          ".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']")
+    assert errors.count() == 0, f"a cell raised an error in the browser: {errors.first.inner_text()[:500]}"
+
+
+def _offline_copy(chapter_id: str, target: Path) -> None:
+    """The chapter as the offline tier runs it (cells tagged ``online`` removed)."""
+    import nbformat
+
+    from vislab.book import load_book, offline_notebook
+
+    chapter = next(c for c in load_book()["chapters"] if c.id == chapter_id)
+    nbformat.write(offline_notebook(chapter), target)
+
+
+def _image_src(widget_box) -> str:
+    return widget_box.locator("img").first.get_attribute("src") or ""
+
+
+def _move_slider_and_check(page, box, name: str):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    box.scroll_into_view_if_needed()
+    text_before = box.locator(".widget-html").first.inner_text()
+    src_before = _image_src(box)
+    assert src_before, "the viewer shows no picture"
+    page.screenshot(path=str(ARTIFACTS / f"{name}-before.png"))
+    handle = box.locator(".noUi-handle, .ui-slider-handle").first
+    handle.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "([el, before]) => el.querySelector('.widget-html').innerText !== before",
+        arg=[box.element_handle(), text_before], timeout=60_000)
+    page.wait_for_function("([el, before]) => (el.querySelector('img') || {}).src !== before",
+                           arg=[box.element_handle(), src_before], timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / f"{name}-after.png"))
+    return text_before, box.locator(".widget-html").first.inner_text()
+
+
+def test_patch_viewer_in_jupyterlab(lab):
+    from playwright.sync_api import sync_playwright
+
+    _offline_copy("patching", lab["folder"] / "01_patching.ipynb")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            _open_and_run(page, lab, "01_patching.ipynb")
+            box = page.locator(".widget-vbox").filter(has=page.locator(".widget-html")).first
+            before, after = _move_slider_and_check(page, box, "01_patch_viewer")
+            assert "tokens" in before and "tokens" in after
+            n_before = int(before.split(" tokens")[0].split("= ")[-1])
+            n_after = int(after.split(" tokens")[0].split("= ")[-1])
+            assert n_before == 197 and n_after != n_before, (before, after)
+        finally:
+            browser.close()
