@@ -93,12 +93,12 @@ class LossCurve:
         self.interval = interval
         self.logy = logy
         self._handle = None
-        self._last = 0.0
+        self._last = float("-inf")                      # the first update always draws
 
     def figure(self, history):
         import matplotlib.pyplot as plt
 
-        evals = [k for k in (self.evals or history.evals) if history.evals.get(k)]
+        evals = [k for k in (history.evals if self.evals is None else self.evals) if history.evals.get(k)]
         fig, axes = plt.subplots(1, 2 if evals else 1, figsize=(9 if evals else 5, 3), squeeze=False)
         ax = axes[0, 0]
         for name in self.metrics:

@@ -19,7 +19,7 @@ def valid_patch_sizes(image_size, smallest: int = 2) -> list:
 
     h, w = as_size(image_size)
     g = math.gcd(h, w)
-    return [p for p in range(smallest, g // 2 + 1) if g % p == 0]
+    return [p for p in range(smallest, min(h, w) // 2 + 1) if g % p == 0]
 
 
 def token_summary(image_size, patch_size: int, cls_token: bool = True) -> str:
