@@ -17,15 +17,14 @@
 # printed below is computed here, and the checks (✓ lines) fail loudly if something breaks.
 
 # %%
-# Colab: fetch the course and install vislab without touching Colab's torch, numpy or ipywidgets.
-# Everywhere else this cell only imports and seeds.
+# --- Colab bootstrap (written from book.yml by `python -m vislab.book sync`; does nothing elsewhere) ---
 import sys
 
 if "google.colab" in sys.modules:  # pragma: no cover - runs on Colab only
     import os
     import subprocess
 
-    if not os.path.exists("/content/vision-encoders"):
+    if not os.path.isdir("/content/vision-encoders"):
         subprocess.run(["git", "clone", "-q", "--depth", "1", "-b", "main",
                         "https://github.com/vision-encoders-course/vision-encoders", "/content/vision-encoders"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "/content/vision-encoders"], check=True)
@@ -34,6 +33,7 @@ if "google.colab" in sys.modules:  # pragma: no cover - runs on Colab only
     from google.colab import output
 
     output.enable_custom_widget_manager()
+# --- end of the Colab bootstrap ---
 
 import time
 

@@ -73,3 +73,28 @@ def test_build_site_writes_pages_slides_and_index(book, tmp_path):
     index = (tmp_path / "index.html").read_text()
     for c in book["chapters"]:
         assert c.title in index
+
+
+def test_colab_bootstrap_is_a_noop_here_and_keeps_colabs_packages(book):
+    import sys
+
+    from vislab.book import COLAB_BEGIN, COLAB_END, colab_bootstrap
+
+    block = colab_bootstrap(book)
+    assert block.startswith(COLAB_BEGIN) and block.endswith(COLAB_END)
+    assert book["repository"] in block and f'"-b", "{book["branch"]}"' in block
+    assert '"--no-deps"' in block, "installing vislab must not replace Colab's torch, numpy or ipywidgets"
+    assert "enable_custom_widget_manager" in block
+    assert "google.colab" not in sys.modules
+    namespace = {}
+    exec(compile(block, "<bootstrap>", "exec"), namespace)          # outside Colab: only imports sys
+    assert set(namespace) - {"__builtins__"} == {"sys"}
+
+
+def test_every_chapter_starts_with_the_current_bootstrap(book):
+    from vislab.book import colab_bootstrap, notebook_from_py
+
+    block = colab_bootstrap(book)
+    for ch in book["chapters"]:
+        first = next(c.source for c in notebook_from_py(ch.file).cells if c.cell_type == "code")
+        assert first.startswith(block), f"{ch.file.name}: run `python -m vislab.book sync`"

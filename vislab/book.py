@@ -109,6 +109,49 @@ def load_book(root=None) -> dict:
             "chapters": chapters, "root": root}
 
 
+# ----------------------------------------------------------------------------- Colab
+COLAB_BEGIN = "# --- Colab bootstrap (written from book.yml by `python -m vislab.book sync`; does nothing elsewhere) ---"
+COLAB_END = "# --- end of the Colab bootstrap ---"
+
+
+def colab_bootstrap(book) -> str:
+    """The first lines of every chapter: on Colab, fetch the course and install vislab with
+    ``--no-deps`` so that Colab's own torch, numpy and ipywidgets stay as they are; turn on
+    Colab's widget manager. Elsewhere the block only imports ``sys``."""
+    from vislab.site import repo_slug
+
+    _, repo = repo_slug(book["repository"])
+    home = f"/content/{repo}"
+    return "\n".join([
+        COLAB_BEGIN,
+        "import sys",
+        "",
+        'if "google.colab" in sys.modules:  # pragma: no cover - runs on Colab only',
+        "    import os",
+        "    import subprocess",
+        "",
+        f'    if not os.path.isdir("{home}"):',
+        f'        subprocess.run(["git", "clone", "-q", "--depth", "1", "-b", "{book["branch"]}",',
+        f'                        "{book["repository"]}", "{home}"], check=True)',
+        f'    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "{home}"], check=True)',
+        f'    sys.path.insert(0, "{home}")',
+        f'    os.chdir("{home}/chapters")',
+        "    from google.colab import output",
+        "",
+        "    output.enable_custom_widget_manager()",
+        COLAB_END,
+    ])
+
+
+def _with_bootstrap(text: str, block: str) -> str:
+    """``text`` (a chapter .py) with its bootstrap block replaced by ``block``."""
+    if COLAB_BEGIN not in text or COLAB_END not in text:
+        return text
+    head, rest = text.split(COLAB_BEGIN, 1)
+    _, tail = rest.split(COLAB_END, 1)
+    return head + block + tail
+
+
 # ----------------------------------------------------------------------------- pairs
 def _cell_id(index: int, cell) -> str:
     digest = hashlib.sha1(f"{index}:{cell.cell_type}:{cell.source}".encode()).hexdigest()[:12]
@@ -199,7 +242,12 @@ def sync(root=None, chapters=None, record: bool = False, timeout: int = 600) -> 
     """
     book = load_book(root)
     changed = []
+    block = colab_bootstrap(book)
     for ch in _select(book["chapters"], chapters):
+        source = ch.file.read_text()
+        if _with_bootstrap(source, block) != source:
+            ch.file.write_text(_with_bootstrap(source, block))
+            changed.append(ch.file)
         if record:
             executed, row = _execute(ch, timeout)
             if row["status"] == "error":
@@ -253,6 +301,11 @@ def check(root=None) -> list:
             problems.append(f"{ch.notebook.relative_to(root)}: out of sync with {ch.file.name} ({diff}); "
                             "run `python -m vislab.book sync`")
         problems += [f"{rel}: {p}" for p in _cell_problems(expected)]
+        first_code = next((c.source for c in expected.cells if c.cell_type == "code"), "")
+        if colab_bootstrap(book) not in first_code:
+            problems.append(f"{rel}: the first code cell must start with the Colab bootstrap block "
+                            f"({COLAB_BEGIN!r} ... {COLAB_END!r}); add the two marker lines and run "
+                            "`python -m vislab.book sync`")
         unrecorded = [i for i, c in enumerate(expected.cells, 1) if is_checked(c) and not c.outputs]
         if unrecorded:
             problems.append(f"{rel}: checked cell(s) {unrecorded} have no recorded reference output "
