@@ -232,3 +232,51 @@ def test_projector_matches_transformers():
     torch.testing.assert_close(ours(shuffle_tokens(tokens)), ref_path)
     with pytest.raises(ValueError):
         ours(torch.randn(2, 5, 8))
+
+
+# ---------------------------------------------------------------- the miniature and its task
+
+def test_mini_internvl_shapes_and_checks():
+    from vislab.internvit import MiniInternVL
+    from vislab.vit import ViTConfig
+
+    cfg = ViTConfig(image_size=32, patch_size=8, dim=32, depth=1, heads=2, num_classes=0)
+    m = MiniInternVL(cfg, llm_dim=24, heads={"a": 3, "b": 5}).eval()
+    views = torch.rand(6, 3, 32, 32)
+    assert m.encode(views).shape == (6, 4, 24)             # 4x4 patches -> 2x2 after pixel shuffle
+    out = m(views)
+    assert out["a"].shape == (6, 3) and out["b"].shape == (6, 5)
+    assert m(torch.rand(1, 3, 64, 96))["a"].shape == (1, 3)  # a larger view: resampled positions
+    with pytest.raises(ValueError):
+        MiniInternVL(cfg.replace(num_classes=4), 24, {"a": 3})
+    with pytest.raises(ValueError):
+        MiniInternVL(ViTConfig(image_size=24, patch_size=8, dim=32, depth=1, heads=2), 24, {"a": 3})   # 3x3 grid
+    with pytest.raises(ValueError):
+        MiniInternVL(cfg, 24, {})
+
+
+def test_detail_task_data_and_pipelines():
+    from vislab.recipes import detail
+
+    a = detail.make_canvases(6, (128, 96), seed=3, split="test")
+    b = detail.make_canvases(6, (128, 96), seed=3, split="test")
+    assert torch.equal(a.images, b.images) and torch.equal(a.glyph, b.glyph)
+    assert a.images.shape == (6, 3, 96, 128) and a.images.min() >= 0 and a.images.max() <= 1
+    assert set(a.relation.tolist()) <= {0, 1, 2, 3}
+    # the glyph sits away from the big shape
+    assert (torch.hypot(*(a.glyph_xy - a.big_xy).T) > a.big_radius).all()
+    views, labels = detail.training_views(a, crops_per_canvas=4, seed=0)
+    assert views.shape == (6 * 5, 3, 32, 32)
+    assert labels["glyph"].shape == (30,) and (labels["glyph"][-6:] == a.glyph).all()
+    assert (labels["glyph"][0:24:4] == a.glyph).all()       # even crops hold the glyph's centre
+    img = a.images[0]
+    assert detail.views_for(img, "downscale").shape == (1, 3, 32, 32)
+    assert detail.views_for(img, "internvl").shape == (13, 3, 32, 32)        # 4x3 tiles + thumbnail
+    assert detail.views_for(img, "internvl_tiles").shape == (12, 3, 32, 32)
+    grids = [(128, 96), (64, 64)]
+    assert detail.views_for(img, "anyres", grids=grids).shape == (13, 3, 32, 32)
+    assert torch.equal(detail.views_for(img, "internvl_tiles")[5], img[:, 32:64, 32:64])   # native tiles, row-major
+    with pytest.raises(ValueError):
+        detail.views_for(img, "nope")
+    with pytest.raises(ValueError):
+        detail.make_canvases(2, (30, 30))

@@ -35,10 +35,12 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
+from vislab.vit import ViT, ViTConfig
+
 __all__ = [
     "TilingConfig", "PRESETS", "candidate_grids", "find_closest_aspect_ratio", "tile_grid",
     "dynamic_preprocess", "tile_tensor", "tokens_per_tile", "num_image_tokens",
-    "pixel_shuffle", "inverse_pixel_shuffle", "shuffle_tokens", "MLPProjector",
+    "pixel_shuffle", "inverse_pixel_shuffle", "shuffle_tokens", "MLPProjector", "MiniInternVL",
 ]
 
 
@@ -386,3 +388,59 @@ class MLPProjector(nn.Module):
         x = self.layer_norm(x)                            # (B, N, r*r*C)
         x = self.linear_1(x)                              # (B, N, D)
         return self.linear_2(self.act(x))                 # (B, N, D)
+
+
+# --------------------------------------------------------------------------------------
+# The pieces together, in miniature
+# --------------------------------------------------------------------------------------
+
+class MiniInternVL(nn.Module):
+    """InternVL's vision path at the course's scale, with linear read-outs per view.
+
+    ``views (T, C, S, S)`` -> ViT (one pass per view) -> patch tokens (CLS dropped) ->
+    pixel shuffle -> :class:`MLPProjector` -> ``(T, n, D)`` "LLM tokens". A real InternVL hands
+    all these tokens to a language model; the course's stand-in for it is one linear head
+    per question on the mean token of each view, so a task decides how to combine the views
+    (chapter 7: the most confident view wins).
+
+    Args:
+        vit: a :class:`vislab.vit.ViTConfig` with ``num_classes=0`` and a CLS token; its
+            patch grid must be a multiple of 1/scale_factor.
+        llm_dim: D.
+        heads: ``{name: number of classes}``, one linear head each.
+        scale_factor: pixel-shuffle factor (0.5).
+    """
+
+    def __init__(self, vit: ViTConfig, llm_dim: int, heads: dict, scale_factor: float = 0.5):
+        super().__init__()
+        if not isinstance(vit, ViTConfig):
+            raise TypeError(f"vit must be a vislab.vit.ViTConfig, got {type(vit).__name__}")
+        if vit.num_classes or not vit.class_token or vit.num_registers:
+            raise ValueError("MiniInternVL needs a ViTConfig with num_classes=0, a CLS token and no registers")
+        r = _ratio(scale_factor)
+        if vit.grid[0] % r or vit.grid[1] % r:
+            raise ValueError(f"the ViT's {vit.grid[0]}x{vit.grid[1]} patch grid cannot be pixel-shuffled by "
+                             f"{scale_factor}; pick image_size/patch_size as a multiple of {r}")
+        if not heads or not all(isinstance(k, int) and k > 0 for k in heads.values()):
+            raise ValueError(f"heads must map names to positive class counts, got {heads!r}")
+        self.scale_factor = scale_factor
+        self.vit = ViT(vit)
+        self.projector = MLPProjector(vit.dim, llm_dim, scale_factor)
+        self.heads = nn.ModuleDict({name: nn.Linear(llm_dim, k) for name, k in heads.items()})
+
+    def encode(self, views: torch.Tensor) -> torch.Tensor:
+        """``(T, C, S, S)`` -> ``(T, n, D)`` with ``n = (S/P)^2 * scale_factor^2``.
+
+        Other sizes divisible by P work too (the ViT resamples its position table), which
+        chapter 9 uses to compare tiling with one large view."""
+        P = self.vit.config.patch_size
+        grid = (views.shape[-2] // P, views.shape[-1] // P)             # the trained grid for S x S views
+        tokens = self.vit.forward_features(views)                       # (T, 1+N, C)
+        patches = self.vit.split_tokens(tokens)["patches"]              # (T, N, C)
+        shuffled = shuffle_tokens(patches, grid, self.scale_factor)     # (T, n, 4C)
+        return self.projector(shuffled)                                 # (T, n, D)
+
+    def forward(self, views: torch.Tensor) -> dict:
+        """``(T, C, S, S)`` -> ``{name: logits (T, K)}``."""
+        pooled = self.encode(views).mean(dim=1)                         # (T, D)
+        return {name: head(pooled) for name, head in self.heads.items()}
