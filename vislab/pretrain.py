@@ -57,7 +57,7 @@ def load_or_train(name: str, device=None, use_checkpoint: bool = True):
     recipe = recipes.get(name)
     device = torch.device(device) if device is not None else get_device()
     path = checkpoint_path(name)
-    if use_checkpoint and path.with_suffix(".safetensors").exists():
+    if use_checkpoint and path.with_name(f"{path.name}.safetensors").exists():
         model = recipe.build(recipe.config)
         meta = load_checkpoint(path, model)
         print(f"loaded checkpoint {name} (trained in {meta.get('seconds', '?')} s with "
