@@ -21,7 +21,7 @@ def test_losses_and_every_ranks_gradients_equal_one_process(world_size):
     ref = D.reference_report(C * world_size, E, seed=world_size)
     tol = dict(rtol=1e-5, atol=1e-7)
     for method in D.METHODS:
-        r = ref["clip" if method == "clip_allgather" else "sigmoid"]
+        r = ref["clip" if method.startswith("clip") else "sigmoid"]
         for rank, row in enumerate(rows):
             got = row[method]
             sl = slice(rank * C, (rank + 1) * C)
@@ -35,11 +35,16 @@ def test_losses_and_every_ranks_gradients_equal_one_process(world_size):
         else:                            # shares: they add up to the loss and to dL/dt, dL/db
             assert sum(row[method]["loss"] for row in rows) == pytest.approx(r["loss"], rel=1e-5)
             assert sum(row[method]["grad_scale"] for row in rows) == pytest.approx(r["grad_scale"], rel=1e-4, abs=1e-7)
-            assert sum(row[method]["grad_bias"] for row in rows) == pytest.approx(r["grad_bias"], rel=1e-4, abs=1e-7)
+            if method.startswith("sigmoid"):
+                assert sum(row[method]["grad_bias"] for row in rows) == pytest.approx(r["grad_bias"], rel=1e-4,
+                                                                                      abs=1e-7)
     # bytes, as counted: float32 chunks of C x E, W - 1 hops
     chunk, hops = C * E * 4, world_size - 1
     kinds = rows[0]
     assert kinds["clip_allgather"]["by_kind"]["features"] == (2 * hops * chunk, 2 * hops * chunk)
+    assert "features_grad" not in kinds["clip_allgather"]["by_kind"]          # no gradient through the gather
+    assert kinds["clip_allgather_local"]["by_kind"]["features"] == (2 * hops * chunk, 2 * hops * chunk)
+    assert kinds["clip_allgather_local"]["by_kind"]["features_grad"] == (4 * hops * chunk, 4 * hops * chunk)
     assert kinds["sigmoid_ring"]["by_kind"]["ring"] == (hops * chunk, hops * chunk)
     assert kinds["sigmoid_ring"]["by_kind"]["ring_grad"] == (hops * chunk, hops * chunk)
     assert kinds["sigmoid_ring_recompute"]["by_kind"]["ring"] == (3 * hops * chunk, 3 * hops * chunk)
@@ -67,9 +72,10 @@ def test_a_raising_rank_fails_the_call_fast_with_its_message():
 
 
 def test_timeout_terminates_the_ranks():
+    D.launch(D._sleep_on_rank, 2, 0, 0.0, timeout=120)        # warm the fork server
     tic = time.monotonic()
-    with pytest.raises(D.LaunchTimeoutError, match=r"rank\(s\) \[1\]"):
-        D.launch(D._sleep_on_rank, 2, 1, 600.0, timeout=8)
+    with pytest.raises(D.LaunchTimeoutError, match=r"rank\(s\) \[(0, )?1\] of 2 did not finish within 10 s"):
+        D.launch(D._sleep_on_rank, 2, 1, 600.0, timeout=10)
     assert time.monotonic() - tic < 40
     assert _no_ranks_left()
 

@@ -13,14 +13,14 @@ from vislab.siglip import SigLIP, SigLIPTextTransformer, sigmoid_loss  # noqa: E
 VOCAB, CTX = 99, 12
 
 
-def tiny_siglip(seed: int = 0, text_mlp: int = 64, vision_mlp: int = 96, **vision):
+def tiny_siglip(seed: int = 0, text_mlp: int = 64, vision_mlp: int = 96, image_size: int = 32, **vision):
     torch.manual_seed(seed)
     cfg = transformers.SiglipConfig(
         text_config=dict(vocab_size=VOCAB, hidden_size=48, intermediate_size=text_mlp, num_hidden_layers=2,
                          num_attention_heads=4, max_position_embeddings=CTX, eos_token_id=VOCAB - 1,
                          bos_token_id=VOCAB - 2, pad_token_id=1),
         vision_config=dict(hidden_size=48, intermediate_size=vision_mlp, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=32, patch_size=8, **vision))
+                           image_size=image_size, patch_size=8, **vision))
     model = transformers.SiglipModel(cfg).eval()
     with torch.no_grad():      # transformers zero-initialises some of these; randomise so a swap shows
         for name, p in model.named_parameters():
@@ -90,6 +90,19 @@ def test_other_sizes_and_odd_mlp_widths():
     pixels, ids = inputs(seed=3)
     with torch.no_grad():
         assert rel_err(ours(pixels, ids), hf(input_ids=ids, pixel_values=pixels).logits_per_image) < 1e-4
+
+
+def test_image_size_not_a_multiple_of_the_patch():
+    # like so400m-patch14-384 (27 patches of 14 and 6 pixels the convolution never reads)
+    hf = tiny_siglip(seed=9, image_size=36)
+    ours = convert(hf)
+    assert ours.config.vision.image_size == 32
+    g = torch.Generator().manual_seed(4)
+    pixels = torch.randn(2, 3, 36, 36, generator=g)
+    _, ids = inputs(seed=4)
+    with torch.no_grad():
+        ref = hf(input_ids=ids, pixel_values=pixels).logits_per_image
+        assert rel_err(ours(pixels[..., :32, :32], ids), ref) < 1e-4
 
 
 def test_config_and_bad_input():

@@ -218,3 +218,27 @@ def test_siglip_from_clip_copies_the_towers(tok):
     assert sig.logit_bias.item() == INIT_LOGIT_BIAS
     with pytest.raises(TypeError):
         siglip_from_clip(sig)
+
+
+# ----------------------------------------------------------------------------- the ring viewer
+def test_ring_figure_and_viewer():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from vislab.widgets.ring import ring_figure, ring_viewer
+
+    fig = ring_figure(3, 1)
+    assert len(fig.axes) == 2 and "step 2 of 3: 6 of 9 blocks done" in fig.axes[0].get_title()
+    ring_figure(4, 3, batch_size=16)
+    ring_figure(1, 0)
+    with pytest.raises(ValueError, match="step"):
+        ring_figure(3, 3)
+    with pytest.raises(ValueError, match="multiple"):
+        ring_figure(3, 0, batch_size=10)
+    box = ring_viewer(3)
+    (devices, step), image = box.children[0].children, box.children[1]
+    first = image.value
+    step.value = 2
+    assert image.value != first and step.max == 2
+    devices.value = 4
+    assert step.max == 3

@@ -8,6 +8,8 @@ different amounts of the other ranks' embeddings:
   default (``gather_with_grad=False``, ``local_loss=False``): the gathered copies carry no
   gradient except the rank's own slot, which is put back as the live tensor, so that
   ``backward`` reaches this rank's encoders. Every rank computes the whole ``(B, B)`` loss.
+  With ``local_loss=True`` (open_clip's ``--local-loss --gather-with-grad``) a rank computes
+  only its c rows and c columns, ``(c, B)`` each, and the gather passes gradients back.
 - **SigLIP** (sigmoid per pair) needs only one chunk of captions at a time:
   :func:`sigmoid_loss_ring` computes the ``(c, c)`` block of its images against the captions
   it holds, sends those captions to rank r + 1 and receives rank r - 1's, W - 1 times, with
@@ -23,6 +25,8 @@ loss                        value returned on rank r   gradients after ``backwar
 ==========================  =========================  ======================================
 ``clip_loss_allgather``     the full loss L            own features: exactly dL/d(own slice);
                                                        ``logit_scale``: the full dL/dt
+``clip_loss_allgather``     rank r's share L_r,        own features: exactly dL/d(own slice);
+(``local_loss=True``)       with sum_r L_r = L         ``logit_scale``: rank r's share
 ``sigmoid_loss_ring``       rank r's share L_r,        own features: exactly dL/d(own slice);
                             with sum_r L_r = L         ``logit_scale``, ``logit_bias``: rank r's
                                                        share (their sum over ranks is dL/dt)
@@ -70,7 +74,7 @@ __all__ = ["RankContext", "RankFailedError", "LaunchTimeoutError", "CommCounter"
            "neighbour_exchange", "sigmoid_loss_ring", "make_global_batch", "loss_report", "reference_report",
            "demo_failure", "METHODS"]
 
-METHODS = ("clip_allgather", "sigmoid_ring", "sigmoid_ring_recompute")
+METHODS = ("clip_allgather", "clip_allgather_local", "sigmoid_ring", "sigmoid_ring_recompute")
 
 
 # ----------------------------------------------------------------------------- bookkeeping
@@ -380,21 +384,66 @@ def all_gather_features(features: torch.Tensor, counter: CommCounter | None = No
     return torch.cat(chunks, dim=0)                                            # (B, E)
 
 
+class _AllGatherWithGrad(torch.autograd.Function):
+    """All-gather whose backward sums every rank's gradient for our rows (open_clip's
+    ``gather_with_grad=True``). gloo has no reduce-scatter, so the backward all-reduces the
+    ``(B, E)`` gradient and keeps this rank's slice."""
+
+    @staticmethod
+    def forward(ctx, features, counter):
+        ctx.counter = counter
+        W = dist.get_world_size()
+        chunks = [torch.empty_like(features) for _ in range(W)]               # W x (c, E)
+        dist.all_gather(chunks, features.contiguous())
+        if counter is not None:
+            n = features.nbytes * (W - 1)
+            counter.add("features", n, n)
+        return torch.cat(chunks, dim=0)                                        # (B, E)
+
+    @staticmethod
+    def backward(ctx, grad):
+        W, rank = dist.get_world_size(), dist.get_rank()
+        grad = grad.contiguous().clone()                                       # (B, E)
+        dist.all_reduce(grad)
+        if ctx.counter is not None:          # a ring all-reduce: W - 1 chunks out and in, twice
+            n = 2 * (W - 1) * grad.nbytes // W
+            ctx.counter.add("features_grad", n, n)
+        c = grad.shape[0] // W
+        return grad[rank * c:(rank + 1) * c], None
+
+
 def clip_loss_allgather(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale,
-                        counter: CommCounter | None = None) -> torch.Tensor:
-    """CLIP's loss over the global batch, on every rank (open_clip's default distributed loss).
+                        counter: CommCounter | None = None, local_loss: bool = False) -> torch.Tensor:
+    """CLIP's loss over the global batch with all-gathered features (open_clip's distributed loss).
+
+    ``local_loss=False`` (open_clip's default): gather without gradient, put the own slice back
+    live, compute the whole ``(B, B)`` loss on every rank; returns the full loss L.
+    ``local_loss=True`` (open_clip's ``--local-loss --gather-with-grad``): rank r computes only
+    its c rows against all B captions and its c columns against all B images, a ``(c, B)``
+    matrix each way; the gather is differentiable, and the rank returns its share
+    L_r = (sum of its rows' and columns' cross-entropies) / (2B), with sum_r L_r = L.
 
     Args:
         image_features, text_features: this rank's ``(c, E)`` (normalised inside).
         logit_scale: the multiplier exp(t).
         counter: optional :class:`CommCounter`.
-    Returns:
-        the full loss L (the same value on every rank).
     """
-    check_even_split(image_features.shape[0], counter)
-    all_img = all_gather_features(image_features, counter)                     # (B, E)
-    all_txt = all_gather_features(text_features, counter)                      # (B, E)
-    return clip_loss(all_img, all_txt, logit_scale)
+    c = check_even_split(image_features.shape[0], counter)
+    if not local_loss:
+        all_img = all_gather_features(image_features, counter)                 # (B, E)
+        all_txt = all_gather_features(text_features, counter)                  # (B, E)
+        return clip_loss(all_img, all_txt, logit_scale)
+    W, rank = dist.get_world_size(), dist.get_rank()
+    img = F.normalize(image_features, dim=-1)                                  # (c, E)
+    txt = F.normalize(text_features, dim=-1)                                   # (c, E)
+    all_img = _AllGatherWithGrad.apply(img, counter)                           # (B, E)
+    all_txt = _AllGatherWithGrad.apply(txt, counter)                           # (B, E)
+    s = torch.as_tensor(logit_scale, dtype=img.dtype, device=img.device).reshape(())
+    labels = torch.arange(rank * c, (rank + 1) * c, device=img.device)         # (c,) our pairs' columns
+    per_image = s * img @ all_txt.t()                                          # (c, B)
+    per_text = s * txt @ all_img.t()                                           # (c, B)
+    total = F.cross_entropy(per_image, labels, reduction="sum") + F.cross_entropy(per_text, labels, reduction="sum")
+    return total / (2 * c * W)
 
 
 # ----------------------------------------------------------------------------- SigLIP: the ring
@@ -525,6 +574,8 @@ def make_global_batch(batch_size: int, embed_dim: int, seed: int = 0, dtype=torc
 def _run_method(method, img, txt, t, b, counter):
     if method == "clip_allgather":
         return clip_loss_allgather(img, txt, t, counter)
+    if method == "clip_allgather_local":
+        return clip_loss_allgather(img, txt, t, counter, local_loss=True)
     if method == "sigmoid_ring":
         return sigmoid_loss_ring(img, txt, t, b, counter)
     if method == "sigmoid_ring_recompute":
@@ -541,7 +592,8 @@ def loss_report(ctx: RankContext, batch_per_rank, embed_dim: int, seed: int = 0,
         embed_dim: E.  seed: the global batch (:func:`make_global_batch`).  dtype: "float32" / "float64".
         methods: some of :data:`METHODS`.
         keep_grads: return the gradients (for checks); False returns only numbers.
-        warmup: run each loss once before measuring it (its first call allocates buffers once).
+        warmup: run each loss once on 2 pairs per rank before measuring it (first calls allocate
+            buffers once).
     Returns:
         ``{method: {"loss", "total_loss", "grad_image", "grad_text", "grad_scale", "grad_bias",
         "sent", "received", "by_kind", "peak_bytes", "seconds"}}`` plus ``"rss_peak_bytes"``.
@@ -562,7 +614,8 @@ def loss_report(ctx: RankContext, batch_per_rank, embed_dim: int, seed: int = 0,
 
     for method in methods:
         if warmup:        # first calls allocate once-only buffers (autograd, gloo): keep them out of the peak
-            img, txt, t, b = leaves()
+            img, txt, t, b = (v[:2].detach().clone().requires_grad_(True) if v.dim() else v.detach().clone()
+                              .requires_grad_(True) for v in leaves())
             _run_method(method, img, txt, t, b, None).backward()
         img, txt, t, b = leaves()
         counter = CommCounter()

@@ -4,7 +4,9 @@
 result's ``forward(pixel_values, input_ids)`` equals the source's ``logits_per_image``
 (without an attention mask, which is how the released models were trained: captions padded to
 ``max_length``), and ``encode_image`` / ``encode_text`` equal ``get_image_features`` /
-``get_text_features``.
+``get_text_features``. Where the image size is not a multiple of the patch (so400m-patch14-384:
+384 = 27 x 14 + 6), the converted model's size is the part the convolution reads (378) and
+``ours(pixel_values[..., :378, :378], ids)`` equals the source on the full 384 px input.
 
 What the mapping has to respect:
 
@@ -74,7 +76,12 @@ def config_from_hf(hf_config) -> SigLIPConfig:
     if not getattr(v, "vision_use_head", True):
         raise ValueError("this SigLIP vision config has vision_use_head=False (no attention-pooling head), so "
                          "SiglipModel has no image embedding to convert")
-    vision = ViTConfig(image_size=_square(v.image_size, "image_size"), patch_size=_square(v.patch_size, "patch"),
+    patch = _square(v.patch_size, "patch")
+    # transformers' patch convolution has no padding: at 384 px with patch 14 it sees 27 x 27
+    # patches and ignores the last 6 rows and columns. vislab's ViT wants whole patches, so its
+    # training size is the part the convolution reads (378 px): crop inputs to it.
+    size = _square(v.image_size, "image_size") // patch * patch
+    vision = ViTConfig(image_size=size, patch_size=patch,
                        dim=v.hidden_size, depth=v.num_hidden_layers, heads=v.num_attention_heads,
                        mlp_dim=v.intermediate_size, in_channels=v.num_channels, norm_eps=v.layer_norm_eps,
                        mlp=_act(v.hidden_act), class_token=False, pooling="map", patch_bias=True)
