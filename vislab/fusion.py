@@ -265,11 +265,17 @@ def build_sequences(vocab: FusionVocab, caption_ids: torch.Tensor, codes: torch.
 
 
 def fusion_loss(model: FusionTransformer, tokens: torch.Tensor, pad_id: int = 0):
-    """Next-token cross-entropy over non-pad targets; returns ``(loss, {"loss": float})``."""
+    """Next-token cross-entropy over non-pad targets.
+
+    Returns ``(loss, {"token_acc": float})``: the loss and the share of non-pad next tokens
+    the model ranks first.
+    """
     logits = model(tokens[:, :-1])                                               # (B, T-1, V)
     targets = tokens[:, 1:].masked_fill(tokens[:, 1:] == pad_id, IGNORE)         # (B, T-1)
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE)
-    return loss, {"loss": loss.item()}
+    keep = targets != IGNORE
+    acc = (logits.argmax(-1)[keep] == targets[keep]).float().mean().item()
+    return loss, {"token_acc": acc}
 
 
 def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, generator) -> torch.Tensor:
