@@ -175,3 +175,20 @@ def test_bad_inputs():
         unpad(torch.zeros(4, 4), (4, 4))
     with pytest.raises(ValueError):
         anyres_num_tokens((100, 100), tile_size=330, patch_size=14)
+
+
+def test_anyres_viewer_numbers_and_build():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from vislab.widgets import tiling
+
+    rows = tiling.anyres_table(640, 427)
+    assert [r["chosen"] for r in rows] == [False, False, True, False, False]
+    assert rows[2]["effective"] == 640 * 427
+    text = tiling.anyres_summary(640, 427)
+    assert "2,144" in text and "2,928" in text and "1,792" in text
+    img = Image.new("RGB", (500, 250), (10, 200, 30))
+    assert len(tiling.anyres_figure(img).axes) == 3
+    w = tiling.anyres_viewer({"a": img})
+    assert "chosen" in w.children[1].value

@@ -280,3 +280,51 @@ def test_detail_task_data_and_pipelines():
         detail.views_for(img, "nope")
     with pytest.raises(ValueError):
         detail.make_canvases(2, (30, 30))
+
+
+def test_flip_views_swaps_relations():
+    from vislab.recipes import detail
+
+    views = torch.arange(4 * 3 * 2 * 2, dtype=torch.float32).reshape(4, 3, 2, 2).repeat(16, 1, 1, 1)  # (64, 3, 2, 2)
+    rel = torch.tensor([0, 1, 2, 3]).repeat(16)
+    glyph = torch.arange(64) % 8
+    out, lab = detail.flip_views(views, {"glyph": glyph, "relation": rel}, torch.Generator().manual_seed(0))
+    assert torch.equal(lab["glyph"], glyph)
+    swap_lr, swap_ud = {0: 1, 1: 0, 2: 2, 3: 3}, {0: 0, 1: 1, 2: 3, 3: 2}
+    seen = set()
+    for i in range(64):
+        x, r = views[i], int(rel[i])
+        for (h, v), expect in {(False, False): r, (True, False): swap_lr[r], (False, True): swap_ud[r],
+                               (True, True): swap_ud[swap_lr[r]]}.items():
+            y = x.flip(-1) if h else x
+            y = y.flip(-2) if v else y
+            if torch.equal(out[i], y):
+                assert int(lab["relation"][i]) == expect
+                seen.add((h, v))
+                break
+        else:
+            raise AssertionError(f"view {i} is not a flip of its input")
+    assert len(seen) == 4                                   # all four cases occurred
+    none = detail.flip_views(views[:4], {"glyph": glyph[:4], "relation": torch.full((4,), 4)},
+                             torch.Generator().manual_seed(1))[1]["relation"]
+    assert (none == 4).all()
+
+
+def test_tiling_viewer_numbers_and_build():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from vislab.widgets import tiling
+
+    s = tiling.internvl_summary(4032, 3024)
+    assert s["grid"] == (4, 3) and s["views"] == 13 and s["vit_tokens"] == 13 * 1024 and s["llm_tokens"] == 13 * 256
+    assert tiling.internvl_summary(448, 448)["thumbnail"] is False
+    img = Image.new("RGB", (320, 200), (200, 100, 50))
+    fig = tiling.internvl_figure(img, max_num=6)
+    assert len(fig.axes) == 3
+    w = tiling.tiling_viewer({"a": img}, max_num=12)
+    assert "LLM tokens" in w.children[2].value
+    with pytest.raises(TypeError):
+        tiling.internvl_figure(torch.zeros(3, 8, 8))
+    with pytest.raises(ValueError):
+        tiling.tiling_viewer({})

@@ -33,7 +33,7 @@ from vislab.shapes import RELATIONS, SHAPES, ShapeWorld
 from vislab.train import fit
 from vislab.vit import ViTConfig
 
-__all__ = ["NONE", "CANVAS_SIZES", "DetailCanvases", "make_canvases", "training_views", "views_for",
+__all__ = ["NONE", "CANVAS_SIZES", "DetailCanvases", "make_canvases", "training_views", "flip_views", "views_for",
            "read_views", "evaluate", "CONFIG", "build", "train"]
 
 NONE = len(SHAPES)          # the glyph head's extra "no glyph in this view" class (index 7)
@@ -116,8 +116,8 @@ def _downscale(images: torch.Tensor, side: int = TILE) -> torch.Tensor:
 def training_views(canvases: DetailCanvases, crops_per_canvas: int = 4, seed: int = 0):
     """Views the encoder learns from, with labels for both questions.
 
-    Per canvas: ``crops_per_canvas`` random 32 px crops at native resolution (half of them
-    placed to contain the glyph's centre) and the whole canvas downscaled to 32 px. A crop's
+    Per canvas: ``crops_per_canvas`` random 32 px crops at native resolution (every other
+    one placed to contain the glyph's centre) and the whole canvas downscaled to 32 px. A crop's
     ``glyph`` label is the glyph's shape if the glyph's centre is inside it, else "none" (7);
     its ``relation`` label is the relation if the crop holds both centres, else "none" (4).
     The downscaled canvas carries both labels.
@@ -149,6 +149,25 @@ def training_views(canvases: DetailCanvases, crops_per_canvas: int = 4, seed: in
     return views, labels
 
 
+def flip_views(views: torch.Tensor, labels: dict, generator: torch.Generator):
+    """Mirror each view left-right and/or top-bottom with probability 1/2 (data augmentation).
+
+    Shapes are drawn at random rotations, so a mirrored glyph is still a glyph of its class;
+    the relation flips with the image: "left of" <-> "right of", "above" <-> "below".
+    Returns ``(views, labels)``, new tensors.
+    """
+    n = views.shape[0]
+    fh = (torch.rand(n, generator=generator) < 0.5).to(views.device)
+    fv = (torch.rand(n, generator=generator) < 0.5).to(views.device)
+    views = torch.where(fh[:, None, None, None], views.flip(-1), views)             # (n, 3, S, S)
+    views = torch.where(fv[:, None, None, None], views.flip(-2), views)
+    rel = labels["relation"].clone()
+    horizontal, vertical = (rel < 2) & fh, (rel >= 2) & (rel < 4) & fv             # 4 is "none"
+    rel[horizontal] = 1 - rel[horizontal]                                          # left <-> right
+    rel[vertical] = 5 - rel[vertical]                                              # above <-> below
+    return views, {**labels, "relation": rel}
+
+
 def views_for(image: torch.Tensor, pipeline: str, max_num: int = 12,
               grids=None) -> torch.Tensor:
     """The 32 px views a pipeline makes of one canvas ``(3, H, W)``.
@@ -156,7 +175,9 @@ def views_for(image: torch.Tensor, pipeline: str, max_num: int = 12,
     Pipelines: ``"downscale"`` (the whole image squashed to one view: InternVL with
     max_num=1), ``"internvl"`` (dynamic tiles + thumbnail), ``"internvl_tiles"`` (tiles only),
     ``"anyres"`` (LLaVA-NeXT: thumbnail + resize-and-pad tiles over ``grids``),
-    ``"anyres_tiles"`` (tiles only). Returns ``(T, 3, 32, 32)``.
+    ``"anyres_tiles"`` (tiles only); ``grids`` (canvas sizes) is used by the AnyRes pipelines
+    only (default: every grid of 32 px tiles with at most ``max_num`` tiles).
+    Returns ``(T, 3, 32, 32)``.
     """
     if image.dim() != 3:
         raise ValueError(f"image must be (3, H, W), got {tuple(image.shape)}")
@@ -211,8 +232,8 @@ CONFIG = {
     "llm_dim": 64,
     "heads": {"glyph": len(SHAPES) + 1, "relation": len(RELATIONS) + 1},
     "scale_factor": 0.5,
-    "train": {"canvases_per_size": 500, "crops_per_canvas": 4, "steps": 2000, "batch_size": 128, "lr": 2e-3,
-              "weight_decay": 0.05},
+    "train": {"canvases_per_size": 1000, "crops_per_canvas": 2, "steps": 3000, "batch_size": 128, "lr": 2e-3,
+              "weight_decay": 0.05, "flips": True},
 }
 
 
@@ -240,7 +261,8 @@ def train(model, seed: int, device, max_seconds=None, config: dict = CONFIG, pro
 
     def batches(step):
         idx = torch.randint(0, views.shape[0], (B,), generator=g).to(device)
-        return views[idx], {k: v[idx] for k, v in labels.items()}
+        x, y = views[idx], {k: v[idx] for k, v in labels.items()}
+        return flip_views(x, y, g) if t.get("flips") else (x, y)
 
     def loss_fn(m, batch):
         x, y = batch
