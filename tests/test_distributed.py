@@ -110,3 +110,12 @@ def test_counter_and_peak_memory_in_process():
         assert mem.peak_bytes is not None and 40 * 2**20 < mem.peak_bytes < 200 * 2**20
     else:
         assert mem.peak_bytes is None
+
+
+def test_process_memory_helpers():
+    assert D.peak_rss_bytes() > 10 * 2**20
+    D.launch(D._sleep_on_rank, 1, 0, 0.0, timeout=120)        # leaves the fork server running
+    kids = D.child_rss_bytes()
+    assert isinstance(kids, dict)
+    if kids:
+        assert all(isinstance(pid, int) and rss > 0 for pid, rss in kids.items())

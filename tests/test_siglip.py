@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from vislab.clip import CLIP, CLIPConfig, TextConfig
-from vislab.siglip import (INIT_LOGIT_BIAS, INIT_LOGIT_SCALE, SigLIP, SigLIPConfig, SigLIPTextTransformer,
+from vislab.siglip import (INIT_LOGIT_BIAS, INIT_LOGIT_SCALE, SigLIP, prior_bias, SigLIPConfig, SigLIPTextTransformer,
                            chunked_sigmoid_loss, loss_memory_floats, ring_schedule, siglip_from_clip, sigmoid_loss,
                            sigmoid_loss_explicit)
 from vislab.text import shapeworld_tokenizer
@@ -58,6 +58,16 @@ def test_bias_at_init_matches_the_negatives():
     assert without == pytest.approx(B * math.log(2), rel=0.05)
     assert 9 < with_bias < 12
     assert without > 10 * with_bias
+
+
+def test_prior_bias_minimises_the_loss_at_init():
+    for B in (2, 8, 128):
+        grid = torch.linspace(-12, 3, 30001, dtype=torch.float64)
+        row = F.softplus(-grid) + (B - 1) * F.softplus(grid)          # one row with all cosines 0
+        assert prior_bias(B) == pytest.approx(grid[row.argmin()].item(), abs=1e-3)
+    assert prior_bias(1 + round(math.exp(10))) == pytest.approx(-10, abs=1e-4)
+    with pytest.raises(ValueError):
+        prior_bias(1)
 
 
 def test_sigmoid_loss_bad_input():
@@ -131,10 +141,13 @@ def test_chunked_uneven_split_is_a_clear_error():
 
 
 def test_loss_memory_floats():
-    assert loss_memory_floats("full", 8, 1, 4) == 2 * 8 * 4 + 3 * 64
+    assert loss_memory_floats("full", 8, 1, 4) == 4 * 8 * 4 + 3 * 64
     # the recomputing ring holds the same per device however many devices join (fixed chunk)
-    per = [loss_memory_floats("sigmoid_ring_recompute", 64 * D, D, 32) for D in (1, 2, 4, 8)]
+    per = [loss_memory_floats("sigmoid_ring_recompute", 64 * D, D, 32) for D in (2, 4, 8)]
     assert len(set(per)) == 1
+    # with one device every method is the full loss, give or take its bookkeeping
+    assert loss_memory_floats("sigmoid_ring", 64, 1, 32) < loss_memory_floats("full", 64, 1, 32)
+    assert loss_memory_floats("clip_allgather_local", 64, 1, 32) == loss_memory_floats("clip_allgather", 64, 1, 32)
     allg = [loss_memory_floats("clip_allgather", 64 * D, D, 32) for D in (1, 2, 4, 8)]
     assert allg == sorted(allg) and allg[-1] > 30 * allg[0]
     with pytest.raises(ValueError, match="method"):

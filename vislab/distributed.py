@@ -72,7 +72,7 @@ from vislab.siglip import sigmoid_loss
 __all__ = ["RankContext", "RankFailedError", "LaunchTimeoutError", "CommCounter", "PeakMemory", "launch",
            "default_backend", "split_batch", "check_even_split", "all_gather_features", "clip_loss_allgather",
            "neighbour_exchange", "sigmoid_loss_ring", "make_global_batch", "loss_report", "reference_report",
-           "demo_failure", "METHODS"]
+           "demo_failure", "peak_rss_bytes", "child_rss_bytes", "METHODS"]
 
 METHODS = ("clip_allgather", "clip_allgather_local", "sigmoid_ring", "sigmoid_ring_recompute")
 
@@ -305,7 +305,9 @@ def launch(fn, world_size: int, *args, backend: str | None = None, timeout: floa
                     except queue_module.Empty:
                         r = dead[0]
                         raise RankFailedError(r, f"process exited with code {procs[r].exitcode} without reporting "
-                                                 "(killed by a signal? out of memory?)") from None
+                                                 "(killed by a signal? out of memory? From a script, start the "
+                                                 "ranks under `if __name__ == '__main__':`, as workers import "
+                                                 "the script again)") from None
                 else:
                     continue
             if status == "error":
@@ -559,6 +561,36 @@ def sigmoid_loss_ring(image_features: torch.Tensor, text_features: torch.Tensor,
         y_cur = neighbour_exchange(y_cur, counter)                             # (c, E) from rank r - 1
         total = total + _block_sum(x, y_cur, t, b, positive=False)[2]
     return total / B
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory since it started (``getrusage``), in bytes."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+
+def child_rss_bytes() -> dict:
+    """``{pid: resident bytes}`` of this process's live child processes (e.g. the fork server
+    that :func:`launch` starts and keeps for the next launch). Linux only; ``{}`` elsewhere."""
+    me, out = os.getpid(), {}
+    if not os.path.isdir("/proc"):
+        return out
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) != me:                     # field 4 of stat: the parent's pid
+                continue
+            with open(f"/proc/{entry}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        out[int(entry)] = int(line.split()[1]) * 1024
+        except (OSError, IndexError, ValueError):        # a process that ended while we read it
+            continue
+    return out
 
 
 # ----------------------------------------------------------------------------- experiments

@@ -42,7 +42,7 @@ from torch import nn
 from vislab.clip import CLIP, TextConfig, TextTransformer
 from vislab.vit import Attention, Mlp, ViT, ViTConfig
 
-__all__ = ["INIT_LOGIT_SCALE", "INIT_LOGIT_BIAS", "sigmoid_loss", "sigmoid_loss_explicit", "chunked_sigmoid_loss",
+__all__ = ["INIT_LOGIT_SCALE", "INIT_LOGIT_BIAS", "prior_bias", "sigmoid_loss", "sigmoid_loss_explicit", "chunked_sigmoid_loss",
            "ring_schedule", "SigLIPConfig", "SigLIP", "SigLIPTextTransformer", "siglip_from_clip",
            "loss_memory_floats", "NORMALIZATIONS"]
 
@@ -78,6 +78,18 @@ def _scalar(value, name: str, like: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------- the loss
+def prior_bias(batch_size: int) -> float:
+    """The log-odds of a positive pair in a batch of B: log(1 / (B - 1)).
+
+    With every cosine at 0 (an untrained model), the loss of one row is
+    softplus(-b) + (B - 1) softplus(b), smallest where sigmoid(b) = 1/B, i.e. at this b.
+    The paper's b = -10 is this value for B = 1 + e^10, about 22,000 (its batches are 16k-32k).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
+        raise ValueError(f"batch_size must be an int >= 2 (one positive and at least one negative), got {batch_size!r}")
+    return math.log(1.0 / (batch_size - 1))
+
+
 def sigmoid_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale, logit_bias,
                  normalize_by: str = "batch") -> torch.Tensor:
     """SigLIP's pairwise sigmoid loss (paper sec. 3.2, Algorithm 1).
@@ -248,23 +260,28 @@ def loss_memory_floats(method: str, batch_size: int, num_devices: int, embed_dim
     """Numbers (floats) one device holds for the loss's big tensors, forward and backward.
 
     A bookkeeping model to extrapolate beyond what a laptop can measure (``vislab.distributed``
-    measures the real thing). c = B / D. Terms:
+    measures the real thing; the two agree within a small factor). c = B / D. Every method counts
+    the embeddings it holds and their gradients, then its matrices:
 
-    - "full" (one device, whole batch): features 2BE, logits, their sigmoid and gradient 3B^2.
-    - "clip_allgather" (open_clip's default, every device builds the whole matrix): gathered
-      features 2BE, logits and their softmax for both directions and the gradient: 4B^2.
-    - "sigmoid_ring" (autograd keeps every block): own features 2cE, every received text chunk
-      kept for the backward pass BE, D blocks kept 2cB.
-    - "sigmoid_ring_recompute": own features 2cE, one visiting chunk and its travelling
-      gradient 2cE, gradients 2cE, one block and its gradient 3c^2.
+    - "full" (one device, whole batch): 2BE embeddings + 2BE gradients; logits, their sigmoid
+      and the gradient, 3B^2.
+    - "clip_allgather" (open_clip's default): all 2BE gathered embeddings + 2BE gradients; the
+      whole matrix, its softmax along rows and along columns, and the gradient, 4B^2.
+    - "clip_allgather_local" (open_clip's local loss): 2BE + 2BE; c rows and c columns of B,
+      each with its softmax: 4cB.
+    - "sigmoid_ring" (autograd keeps every block): own 2cE + 2cE; the D - 1 received text chunks
+      kept for the backward pass, (B - c)E; D blocks of logits and of z * logits kept, 2cB.
+    - "sigmoid_ring_recompute": own 2cE + 2cE; the visiting chunk and its travelling gradient
+      2cE (when D > 1); one block, its gradient and a temporary, 3c^2.
     """
     B, D, E = int(batch_size), int(num_devices), int(embed_dim)
     c = _chunk_size(B, D)
     table = {
-        "full": 2 * B * E + 3 * B * B,
-        "clip_allgather": 2 * B * E + 4 * B * B,
-        "sigmoid_ring": 2 * c * E + B * E + 2 * c * B,
-        "sigmoid_ring_recompute": 6 * c * E + 3 * c * c,
+        "full": 4 * B * E + 3 * B * B,
+        "clip_allgather": 4 * B * E + 4 * B * B,
+        "clip_allgather_local": 4 * B * E + 4 * c * B,
+        "sigmoid_ring": 4 * c * E + (B - c) * E + 2 * c * B,
+        "sigmoid_ring_recompute": 4 * c * E + (2 * c * E if D > 1 else 0) + 3 * c * c,
     }
     if method not in table:
         raise ValueError(f"method must be one of {sorted(table)}, got {method!r}")
