@@ -205,6 +205,11 @@ def test_bidirectional_text_tower_sees_the_future(tok):
     assert not torch.allclose(bi(a, return_tokens=True)["tokens"][:, 0], bi(b, return_tokens=True)["tokens"][:, 0])
     torch.testing.assert_close(causal(a, return_tokens=True)["tokens"][:, 0],
                                causal(b, return_tokens=True)["tokens"][:, 0])
+    out = bi(a, return_attention=True)
+    maps = out["attentions"]
+    assert len(maps) == 2 and maps[0].shape == (1, 4, 16, 16)
+    assert (maps[0][0, :, 0, 1:] > 0).any()                      # token 0 attends to later tokens
+    torch.testing.assert_close(out["pooled"], bi(a))             # the explicit path equals the fused one
 
 
 def test_siglip_config_validation(tok):

@@ -300,9 +300,10 @@ class SigLIPTextBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, hidden, activation)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))[0]                                   # (B, L, W)
-        return x + self.mlp(self.norm2(x))                                    # (B, L, W)
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        a, attn = self.attn(self.norm1(x), return_attention=return_attention)
+        x = x + a                                                             # (B, L, W)
+        return x + self.mlp(self.norm2(x)), attn                              # (B, L, W), (B, h, L, L)
 
 
 class SigLIPTextTransformer(TextTransformer):
@@ -322,17 +323,20 @@ class SigLIPTextTransformer(TextTransformer):
                                                      c.norm_eps) for _ in range(c.depth)])
         self.init_weights()
 
-    def forward(self, token_ids: torch.Tensor, return_tokens: bool = False):
-        """``(B, L)`` ids → ``(B, W)`` the last position's feature (and the tokens ``(B, L, W)``)."""
+    def forward(self, token_ids: torch.Tensor, return_tokens: bool = False, return_attention: bool = False):
+        """``(B, L)`` ids → ``(B, W)``, the last position's feature; with ``return_tokens`` or
+        ``return_attention`` a dict ``{"pooled", "tokens" (B, L, W), "attentions" [(B, h, L, L)]}``."""
         token_ids = self.check_ids(token_ids)
         L = token_ids.shape[1]
         x = self.token_embed(token_ids) + self.pos_embed[:L]                 # (B, L, W)
+        attentions = []
         for blk in self.blocks:
-            x = blk(x)                                                         # (B, L, W)
+            x, attn = blk(x, return_attention=return_attention)              # (B, L, W)
+            attentions.append(attn)
         x = self.norm(x)                                                       # (B, L, W)
         pooled = x[:, -1]                                                      # (B, W)
-        if return_tokens:
-            return {"pooled": pooled, "tokens": x, "attentions": None}
+        if return_tokens or return_attention:
+            return {"pooled": pooled, "tokens": x, "attentions": attentions if return_attention else None}
         return pooled
 
 
