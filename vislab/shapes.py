@@ -348,18 +348,18 @@ class ShapeWorld:
         n, H, W, _ = canvas.shape
         ys = np.arange(H, dtype=np.float32)[None, :, None]
         xs = np.arange(W, dtype=np.float32)[None, None, :]
+        canvas = canvas.astype(np.float32, copy=False)
         for _ in range(k):
-            x0, y0 = rng.uniform(0, W, size=n), rng.uniform(0, H, size=n)
+            x0 = rng.uniform(0, W, size=n).astype(np.float32)[:, None, None]
+            y0 = rng.uniform(0, H, size=n).astype(np.float32)[:, None, None]
             th = rng.uniform(0, np.pi, size=n)
-            length = rng.uniform(0.2, 0.5, size=n) * min(H, W)
-            c, s = np.cos(th)[:, None, None], np.sin(th)[:, None, None]
-            dx, dy = xs - x0[:, None, None], ys - y0[:, None, None]
-            along = dx * c + dy * s
-            across = np.abs(-dx * s + dy * c)
-            on = (np.abs(along) < length[:, None, None] / 2) & (across < 0.6)
-            grey = rng.uniform(0.3, 0.6, size=n)[:, None, None, None].astype(np.float32)
-            canvas = np.where(on[..., None], grey, canvas)
-        return canvas.astype(np.float32)
+            half = (rng.uniform(0.2, 0.5, size=n) * min(H, W) / 2).astype(np.float32)[:, None, None]
+            c, s = np.cos(th).astype(np.float32)[:, None, None], np.sin(th).astype(np.float32)[:, None, None]
+            dx, dy = xs - x0, ys - y0                                          # (n, 1, W), (n, H, 1)
+            on = (np.abs(dx * c + dy * s) < half) & (np.abs(dy * c - dx * s) < 0.6)   # (n, H, W)
+            grey = rng.uniform(0.3, 0.6, size=n).astype(np.float32)[:, None, None, None]
+            np.copyto(canvas, np.broadcast_to(grey, canvas.shape), where=on[..., None])
+        return canvas
 
 
 def _shape_distance(name: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
