@@ -194,3 +194,26 @@ def test_copy_encoder_refuses_mismatch():
         copy_encoder(ViT(ENC), ViT(ENC.replace(depth=3)))
     with pytest.raises(TypeError):
         copy_encoder(torch.nn.Linear(2, 2), ViT(ENC))
+
+
+# ---------------------------------------------------------------- chapter 6's recipes
+def test_recipes_build_and_match_the_teacher():
+    from vislab import recipes
+    from vislab.recipes import mae as R
+
+    names = ("mae_shapes", "eva_shapes", "mim_finetune_shapes", "eva_clip_shapes")
+    models = {n: recipes.get(n).build(recipes.get(n).config) for n in names}
+    # every encoder in the chapter has the same architecture and the same fixed sin-cos start
+    mae_enc, eva_enc = models["mae_shapes"].encoder, models["eva_shapes"].encoder
+    torch.testing.assert_close(mae_enc.pos_embed, eva_enc.pos_embed)
+    for clip in models["eva_clip_shapes"].values():
+        assert clip.visual.config == mae_enc.config
+        torch.testing.assert_close(clip.visual.pos_embed, mae_enc.pos_embed)
+    for clf in models["mim_finetune_shapes"].values():
+        assert clf.config.replace(num_classes=0, pooling="cls") == mae_enc.config
+    # EVA's head must have the teacher's embedding width
+    teacher = recipes.get(R.TEACHER)
+    assert teacher.build(teacher.config).config.embed_dim == R.EVA_CONFIG["teacher_dim"]
+    # the scenes: one shape, black background, continuous positions
+    batch = R.world().sample(4, "test", seed=0)
+    assert batch.images.shape == (4, 3, 32, 32) and batch.labels["count"].eq(1).all()
