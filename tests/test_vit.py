@@ -325,3 +325,40 @@ def test_trains_on_a_toy_task():
         loss.backward()
         opt.step()
     assert loss.item() < 0.1
+
+
+# ---- the notes' version ------------------------------------------------------------------------
+
+def test_notes_vit_has_the_same_parameter_count():
+    from vislab.vit import NotesViT
+    with torch.device("meta"):
+        notes = NotesViT(224, 16, 768, 12, 12, 4.0, 1000)
+    assert count_parameters(notes) == 86_567_656
+    small = NotesViT(32, 8, 32, 2, 4, 4.0, 7)
+    assert small(images()).shape == (2, 7)
+    layer = small.transformer.layers[0]
+    assert layer.norm_first is False and layer.dropout.p == 0.1      # post-LN, dropout 0.1: PyTorch defaults
+
+
+# ---- the attention viewer (takes outputs, computes no forward pass) ------------------------------
+
+def test_attention_viewer_and_figure():
+    import matplotlib
+    matplotlib.use("Agg")
+    from vislab.widgets.attention import attention_figure, attention_viewer, query_map
+    m = tiny(num_registers=1).eval()
+    x = images(3)
+    with torch.no_grad():
+        _, maps = m.forward_features(x, return_attention=True)
+    heat = query_map(maps, 1, 0, "mean", 0, False, (4, 4), 2)
+    assert heat.shape == (4, 4) and abs(heat.sum() - maps[0][1].mean(0)[0, 2:].sum().item()) < 1e-5
+    roll = query_map(maps, 1, 1, "mean", 0, True, (4, 4), 2)
+    assert roll.shape == (4, 4)
+    fig = attention_figure(x, maps, (4, 4), index=2, layer=1, head=3, query=5, num_prefix_tokens=2)
+    assert len(fig.axes) == 3
+    box = attention_viewer(x, maps, (4, 4), num_prefix_tokens=2, labels=["a", "b", "c"])
+    assert box.children[-1].value[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="do not fit"):
+        attention_viewer(x, maps, (4, 4), num_prefix_tokens=1)
+    with pytest.raises(ValueError, match="empty"):
+        attention_viewer(x, [], (4, 4))

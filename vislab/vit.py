@@ -40,6 +40,7 @@ from vislab.patching import PatchEmbed, as_size, grid_size
 __all__ = [
     "ViTConfig", "PRESETS", "Attention", "AxialRoPE", "Mlp", "SwiGLU", "LayerScale", "Block",
     "AttentionPoolingHead", "ViT", "interpolate_pos_embed", "attention_rollout", "count_parameters",
+    "NotesViT",
 ]
 
 MLP_KINDS = ("gelu", "gelu_tanh", "quick_gelu", "relu", "swiglu")
@@ -743,3 +744,53 @@ def attention_rollout(attentions, residual: bool = True, head_fusion: str = "mea
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (all, or only those with ``requires_grad``)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+# ---------------------------------------------------------------------------------------------
+# The course notes' version, kept verbatim for comparison (chapter 2 trains both).
+# ---------------------------------------------------------------------------------------------
+
+class NotesViT(nn.Module):
+    """The ViT of the course notes: ``nn.TransformerEncoder`` with PyTorch's defaults.
+
+    Kept as the notes wrote it (only ``in_channels`` and the image size made arguments), so that
+    chapter 2 can train it beside :class:`ViT`. What ``nn.TransformerEncoderLayer``'s defaults
+    change with respect to ViT (arXiv:2010.11929, eqs. 2-3 and appendix B.1):
+
+    - ``norm_first=False``: **post-LN**, ``x = LN(x + f(x))``: the residual stream is normalised
+      after every sub-layer, so gradients to early layers pass through L LayerNorms (Xiong et al.,
+      arXiv:2002.04745); ViT is pre-LN, ``x = x + f(LN(x))``. With the encoder's output already
+      normalised, the final ``self.norm`` is a second LayerNorm in a row.
+    - ``activation="relu"``; ViT's MLP uses GELU.
+    - ``dropout=0.1`` after attention, inside and after the MLP; ViT pre-trains with no dropout
+      on large data (0.1 only for ImageNet-1k from scratch) and fine-tunes without.
+    - ``cls_token`` and ``pos_embed`` start at exactly zero (no initialisation is given).
+
+    ``**encoder_options`` go to ``nn.TransformerEncoderLayer`` (e.g. ``norm_first=True,
+    activation="gelu", dropout=0.0`` turns it into a pre-LN ViT block).
+    """
+
+    def __init__(self, img_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0,
+                 num_classes=1000, in_channels=3, **encoder_options):
+        super().__init__()
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_channels, embed_dim)
+        num_patches = self.patch_embed.num_patches
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))
+        self.transformer = nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(d_model=embed_dim, nhead=num_heads,
+                                       dim_feedforward=int(embed_dim * mlp_ratio), batch_first=True,
+                                       **encoder_options),
+            num_layers=depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(embed_dim)
+        self.head = nn.Linear(embed_dim, num_classes)
+
+    def forward(self, x):
+        B = x.shape[0]
+        x = self.patch_embed(x)                          # (B, N, D)
+        cls = self.cls_token.expand(B, -1, -1)           # (B, 1, D)
+        x = torch.cat([cls, x], dim=1)                   # (B, 1+N, D)
+        x = x + self.pos_embed
+        x = self.transformer(x)
+        x = self.norm(x)
+        return self.head(x[:, 0])                        # (B, K)
