@@ -629,6 +629,8 @@ def loss_report(ctx: RankContext, batch_per_rank, embed_dim: int, seed: int = 0,
     Returns:
         ``{method: {"loss", "total_loss", "grad_image", "grad_text", "grad_scale", "grad_bias",
         "sent", "received", "by_kind", "peak_bytes", "seconds"}}`` plus ``"rss_peak_bytes"``.
+        ``peak_bytes`` is host memory (:class:`PeakMemory`) on CPU ranks and the CUDA allocator's
+        peak above its level before the step on GPU ranks.
     """
     sizes = list(batch_per_rank) if isinstance(batch_per_rank, (list, tuple)) else [batch_per_rank] * ctx.world_size
     if len(sizes) != ctx.world_size:
@@ -653,9 +655,16 @@ def loss_report(ctx: RankContext, batch_per_rank, embed_dim: int, seed: int = 0,
         counter = CommCounter()
         dist.barrier()
         tic = time.perf_counter()
+        if ctx.device.type == "cuda":          # GPU ranks: the allocator's own high-water mark
+            torch.cuda.synchronize(ctx.device)
+            base = torch.cuda.memory_allocated(ctx.device)
+            torch.cuda.reset_peak_memory_stats(ctx.device)
         with PeakMemory() as mem:
             loss = _run_method(method, img, txt, t, b, counter)
             loss.backward()
+        if ctx.device.type == "cuda":
+            torch.cuda.synchronize(ctx.device)
+            mem.peak_bytes = torch.cuda.max_memory_allocated(ctx.device) - base
         seconds = time.perf_counter() - tic
         total = loss.detach().clone()
         if method != "clip_allgather":
