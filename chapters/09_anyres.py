@@ -1,0 +1,500 @@
+# %% [markdown] tags=["slide"]
+# # Chapter 9 · AnyRes: how LLaVA-NeXT feeds a high-resolution image to a language model
+#
+# LLaVA-1.5 shows its language model one 336×336 view of every image. LLaVA-NeXT (Liu et al.,
+# *LLaVA-NeXT: Improved reasoning, OCR, and world knowledge*, 2024; the idea in *Improved
+# Baselines with Visual Instruction Tuning*, arXiv:2310.03744, section 4) keeps the same CLIP
+# ViT-L/14@336 and shows it more: it picks a **canvas** from a short list of tile grids, fits the
+# image into it without changing its aspect ratio, **pads** the rest, cuts the canvas into 336²
+# **tiles**, adds a 336² **thumbnail** ("base image"), and finally **unpads** the stitched
+# features and marks the end of every row with a learned newline token. This "AnyRes" recipe and
+# InternVL's dynamic resolution (chapter 7) answer the same question differently.
+#
+# **You will**
+# 1. run `select_best_resolution` by hand: effective pixels, wasted pixels, the tie rules, and a
+#    cap that the notes' version of the code lacks;
+# 2. resize-and-pad, cut into tiles, and count tokens with and without unpadding;
+# 3. put AnyRes and InternVL side by side on the same inputs: tiles, tokens, wasted pixels;
+# 4. measure what the thumbnail adds on a ShapeWorld task that needs both detail and layout;
+# 5. answer the notes' position-embedding question from the tiling side, with a measurement.
+#
+# The code lives in `vislab.anyres`; this notebook imports it and shows it.
+
+# %%
+# --- Colab bootstrap (written from book.yml by `python -m vislab.book sync`; does nothing elsewhere) ---
+import sys
+
+if "google.colab" in sys.modules:  # pragma: no cover - runs on Colab only
+    import os
+    import subprocess
+
+    if not os.path.isdir("/content/vision-encoders"):
+        subprocess.run(["git", "clone", "-q", "--depth", "1", "-b", "main",
+                        "https://github.com/vision-encoders-course/vision-encoders", "/content/vision-encoders"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "/content/vision-encoders"], check=True)
+    sys.path.insert(0, "/content/vision-encoders")
+    os.chdir("/content/vision-encoders/chapters")
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+# --- end of the Colab bootstrap ---
+
+import matplotlib.pyplot as plt
+import torch
+
+import vislab
+from vislab import check
+from vislab.anyres import (LLAVA_NEXT_GRIDS, anyres_grid_shape, anyres_num_tokens, divide_to_patches, grid_resolutions,
+                           pad_box, resize_and_pad, resized_size, score_resolutions, select_best_resolution, unpad,
+                           unpadded_shape)
+from vislab.images import load_photo, to_pil, to_tensor
+from vislab.internvit import num_image_tokens, tile_grid
+from vislab.pretrain import load_or_train
+from vislab.recipes import detail
+from vislab.runtime import setup
+
+device = setup(seed=0)
+
+# %% [markdown] tags=["slide"]
+# ## 1. Intuition: keep the aspect ratio, pay with padding
+#
+# InternVL *stretches* the image to the closest grid (a 4:3 photo on a 1:1 grid is squeezed).
+# LLaVA-NeXT never distorts: it scales the image until it just fits the canvas and fills the
+# rest with black. Which canvas? The one that keeps the most of the image's pixels; among equals,
+# the one that wastes the fewest. Its default list (`image_grid_pinpoints` of LLaVA-v1.6) has five
+# canvases of 336 px tiles: 2×1, 1×2, 2×2, 3×1 and 1×3. Every tile and the thumbnail go through the
+# ViT separately (576 tokens each at patch 14), then the tile features are stitched back into one
+# large grid.
+
+# %%
+from vislab.widgets.tiling import anyres_figure
+
+photo = load_photo("china")                                         # PIL, 640×427
+anyres_figure(photo)
+plt.show()
+
+# %% [markdown]
+# ## 2. The math
+#
+# For an image of $W \times H$ pixels and a candidate canvas $(w, h)$:
+#
+# $$ s = \min\left(\frac{w}{W}, \frac{h}{H}\right), \qquad
+#    e = \min\big(\lfloor sW \rfloor \lfloor sH \rfloor,\ WH\big), \qquad
+#    \text{waste} = wh - e .$$
+#
+# $s$ fits the image inside the canvas; $e$, the *effective* resolution, counts the image pixels
+# that survive, capped at $WH$ because upscaling adds no information; the rest of the canvas is
+# padding (or interpolated pixels). The chosen canvas maximises $e$; ties go to the smaller
+# waste, and a full tie to the first candidate in the list.
+#
+# The image is resized to $\big(w, \min(\lceil sH\rceil, h)\big)$ or $\big(\min(\lceil sW\rceil, w), h\big)$
+# (the limiting side fills the canvas), centred, and padded. With tiles of $S$ px and patch $P$,
+# each view gives $g^2$ features, $g = S/P$ (24 for 336/14). The tile features are stitched into a
+# $(g \cdot \text{rows}) \times (g \cdot \text{cols})$ grid; unpadding removes the rows (or
+# columns) that only saw padding, leaving $H' \times W'$ with the image's aspect ratio; one newline
+# token closes each of the $H'$ rows:
+#
+# $$ T = \underbrace{g^2}_{\text{thumbnail}} + \underbrace{H' W'}_{\text{tiles}} + \underbrace{H'}_{\text{newlines}} .$$
+
+# %% [markdown] tags=["slide"]
+# ## 3. The code
+#
+# All sizes in `vislab.anyres` are `(width, height)`, like PIL and LLaVA's own code.
+
+# %%
+vislab.show_source(score_resolutions)
+vislab.show_source(select_best_resolution)
+
+# %%
+vislab.show_source(resized_size)
+vislab.show_source(resize_and_pad)
+
+# %%
+vislab.show_source(unpadded_shape)
+vislab.show_source(anyres_num_tokens)
+
+# %% [markdown] tags=["slide"]
+# ## 4. Step by step on a few sizes
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def show_scores(size, candidates=LLAVA_NEXT_GRIDS, cap_upscaling=True):
+    best = select_best_resolution(size, candidates, cap_upscaling)
+    print(f"image {size[0]}×{size[1]}" + ("" if cap_upscaling else "  (notes' version: no cap)"))
+    for row in score_resolutions(size, candidates, cap_upscaling):
+        w, h = row["resolution"]
+        mark = "  ← chosen" if row["resolution"] == best else ""
+        print(f"   canvas {w:>4}×{h:<4} scale {row['scale']:.3f}  effective {row['effective']:>9,}"
+              f"  wasted {row['wasted']:>9,}{mark}")
+
+
+for size in [(640, 427), (1000, 500), (3000, 1000), (500, 1000)]:
+    show_scores(size)
+
+# %% [markdown]
+# The 640×427 photo fits 672×672 at scale 1.05: all its 273,280 pixels survive (the cap makes
+# it exactly $WH$), so 2×2 beats 2×1 even though a third of the canvas is padding. A 1000×500
+# image keeps 672×336 pixels in both 2×1 and 2×2 (2×2 cannot hold it any larger without
+# cropping); the tie goes to 2×1, which wastes nothing.
+#
+# **The notes' version.** The notes' `select_best_resolution` computes `effective =
+# downscaled_width * downscaled_height` without the `min(…, W·H)` of LLaVA's code. For any image
+# smaller than a canvas that changes the answer: every canvas can hold the whole image, and
+# without the cap the biggest canvas "keeps" the most (upscaled) pixels.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+show_scores((300, 300))
+show_scores((300, 300), cap_upscaling=False)
+with_cap = anyres_num_tokens((300, 300)).total
+canvas = select_best_resolution((300, 300), cap_upscaling=False)
+notes_tokens = anyres_num_tokens((300, 300), [canvas]).total    # the same image on the canvas the notes pick
+print(f"tokens: LLaVA's rule {with_cap:,}, the notes' rule {notes_tokens:,} for a 300×300 icon")
+
+# %% [markdown]
+# `transformers` implements the same function but orders every size `(height, width)`. With
+# LLaVA-NeXT's default list the mix-up cannot show: the list is symmetric (2×1 and 1×2, 3×1 and
+# 1×3). With an asymmetric list it does. If `transformers` is installed, the cell checks that
+# vislab agrees with it once the pairs are swapped, and shows what happens if they are not.
+
+# %%
+try:
+    from transformers.image_processing_utils import select_best_resolution as hf_select
+except ImportError:
+    print("transformers is not installed: comparison skipped")
+else:
+    asymmetric = [(336, 672), (1008, 336), (672, 672)]                     # (width, height)
+    sizes = [(640, 427), (1000, 500), (3000, 1000), (500, 1000), (300, 300), (1920, 1080)]
+    swap = lambda pairs: [(b, a) for a, b in pairs]                          # noqa: E731
+    ours = [select_best_resolution(s, asymmetric) for s in sizes]
+    theirs = [hf_select((h, w), swap(asymmetric))[::-1] for w, h in sizes]
+    check.equal(ours, theirs, "vislab (width, height) == transformers (height, width), swapped")
+    unswapped = [hf_select((h, w), asymmetric)[::-1] for w, h in sizes]       # the list passed as LLaVA writes it
+    for size, right, wrong in zip(sizes, ours, unswapped):
+        print(f"{size[0]}×{size[1]}: canvas {right[0]}×{right[1]}" +
+              ("" if right == wrong else f", but {wrong[0]}×{wrong[1]} if the list is not swapped"))
+
+# %% [markdown] tags=["slide"]
+# ## 5. Resize, pad, tile, unpad
+#
+# The photo again, through the whole pipeline. The canvas is 672×672; the image is resized to
+# 672×449 and centred, so 111 rows of black sit above and 112 below it (the odd row goes to the
+# bottom). The 2×2 tiles and the thumbnail are the encoder's five views. After encoding, the
+# stitched feature grid is 48×48; unpadding keeps the 32 rows that saw the image.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+W, H = photo.size
+best = select_best_resolution((W, H))
+canvas_img = resize_and_pad(photo, best)
+tiles = divide_to_patches(canvas_img, 336)
+print("canvas          ", best, " grid (cols, rows):", anyres_grid_shape((W, H)))
+print("resized to      ", resized_size((W, H), best), " padding (left, top, right, bottom):", pad_box((W, H), best))
+print("views           ", ["thumbnail 336x336"] + [f"tile {k} {t.size[0]}x{t.size[1]}" for k, t in enumerate(tiles)])
+features = torch.randn(8, 48, 48)                        # (C, rows*24, cols*24): stand-in for stitched tile features
+print("stitched        ", tuple(features.shape), "→ unpadded", tuple(unpad(features, (W, H)).shape))
+for flag in (False, True):
+    t = anyres_num_tokens((W, H), unpad=flag)
+    print(f"tokens unpad={flag!s:<5}  {t.base} + {t.tiles:,} + {t.newline} newlines = {t.total:,}")
+_ = check.equal(unpad(features, (W, H)), features[:, 8:40, :], "unpad keeps the 32 middle rows")
+
+# %% [markdown]
+# The padding is where the geometry says: canvas rows 0-110 and 560-671 are black. Cutting the
+# canvas into tiles and re-assembling them loses nothing:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+canvas_t = to_tensor(canvas_img)                                   # (3, 672, 672)
+tiles_t = divide_to_patches(canvas_t, 336)                          # 4 x (3, 336, 336), row-major
+rebuilt = torch.cat([torch.cat(tiles_t[0:2], dim=2), torch.cat(tiles_t[2:4], dim=2)], dim=1)
+check.equal(rebuilt, canvas_t, "tiles reassembled row-major == the canvas")
+print("rows of pure padding at the top:", int((canvas_t.sum(dim=(0, 2)) == 0)[:200].sum()),
+      " at the bottom:", int((canvas_t.sum(dim=(0, 2)) == 0)[400:].sum()))
+
+# %% [markdown] tags=["slide"]
+# ## 6. The AnyRes viewer
+#
+# Width and height sliders (the photo is stretched to them) → the score of every candidate
+# canvas (the chosen one highlighted) → the canvas with its padding (red) and tiles → the
+# thumbnail and tiles the encoder sees → the stitched feature grid, greyed where unpadding
+# removes it, and the token counts with and without unpadding, with InternVL's count beside them.
+# Try 336×336, 1000×300, 300×1000, 4032×3024. (Without a live kernel you see the default view.)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from vislab.widgets.tiling import anyres_viewer
+
+viewer = anyres_viewer({"china": photo, "flower": load_photo("flower")})
+
+# %% [markdown] tags=["slide"]
+# ## 7. AnyRes and InternVL on the same inputs
+#
+# The same inputs as chapter 7's budget table. "Wasted" is the share of the canvas that carries
+# no original pixel: padding, or interpolation when a small image is upscaled, i.e. LLaVA's
+# $(wh - e)/wh$; for InternVL the canvas is the grid of tiles it resizes the image to, which it
+# stretches instead of padding ("stretch" is how much the aspect ratio is bent). "Kept" is the
+# linear resolution the tiles keep. Thumbnails are counted in "views" and tokens, not in waste.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+inputs = [("phone photo 12 MP", 4032, 3024), ("document page A4 @300 dpi", 2480, 3508),
+          ("panorama 6:1", 12000, 2000), ("screenshot 1080p", 1920, 1080),
+          ("receipt", 800, 3000), ("sklearn photo", 640, 427), ("icon", 256, 256)]
+
+
+def compare(w, h):
+    cw, ch = select_best_resolution((w, h))
+    t = anyres_num_tokens((w, h))
+    e = score_resolutions((w, h), [(cw, ch)])[0]["effective"]
+    llava = {"grid": f"{cw // 336}x{ch // 336}", "views": cw // 336 * ch // 336 + 1, "tokens": t.total,
+             "wasted": 1 - e / (cw * ch), "kept": min(cw / w, ch / h, 1.0)}
+    i, j = tile_grid(w, h)
+    area = i * j * 448 * 448
+    internvl = {"grid": f"{i}x{j}", "views": i * j + (i * j > 1), "tokens": num_image_tokens(w, h),
+                "wasted": 1 - min(area, w * h) / area, "kept": min(i * 448 / w, j * 448 / h, 1.0),
+                "stretch": (i / j) / (w / h)}
+    return llava, internvl
+
+
+table = {name: compare(w, h) for name, w, h in inputs}
+print(f"{'':<27} {'— LLaVA-NeXT AnyRes (336 px, 576/tile) —':^44} {'— InternVL (448 px, 256/tile) —':^52}")
+print(f"{'input':<27} {'grid':>5} {'views':>5} {'tokens':>7} {'wasted':>7} {'kept':>6}   "
+      f"{'grid':>5} {'views':>5} {'tokens':>7} {'wasted':>7} {'kept':>6} {'stretch':>8}")
+for name, w, h in inputs:
+    a, b = table[name]
+    print(f"{name:<27} {a['grid']:>5} {a['views']:>5} {a['tokens']:>7,} {a['wasted']:>7.0%} {a['kept']:>6.0%}   "
+          f"{b['grid']:>5} {b['views']:>5} {b['tokens']:>7,} {b['wasted']:>7.0%} {b['kept']:>6.0%} {b['stretch']:>8.2f}")
+
+# %% [markdown]
+# Reading the table: LLaVA-NeXT's five canvases top out at 672×672 (or 1008×336), so the large
+# inputs are seen at 8-35% of their resolution, against 22-83% for InternVL's up to 12 tiles of
+# 448 px. The token totals are of the same order (1,176-2,340 against 256-3,328) because LLaVA-NeXT
+# spends 576 tokens per view where InternVL's pixel shuffle spends 256. LLaVA-NeXT pays for its
+# undistorted aspect ratio with padding (20-50% of the canvas for the page, the receipt, the
+# screenshot and the panorama); InternVL pays with stretch (up to 12% here) and never pads. Small
+# inputs are blown up by both: the icon's canvases are 71% and 67% interpolation, and InternVL
+# spreads the 640×427 photo over six 448² tiles, 77% of whose pixels are interpolated.
+# (LLaVA-OneVision later widened AnyRes to grids of up to 6×6 tiles of 384 px with at most 9 of
+# them, "anyres_max_9", closing much of the resolution gap.)
+
+# %% [markdown] tags=["slide"]
+# ## 8. Experiment: what does the thumbnail add?
+#
+# Tiles keep detail but each is encoded alone: no tile sees the whole scene. The thumbnail sees
+# the whole scene, at low resolution. We use chapter 7's encoder (`detail_glyphs`: a ViT for 32²
+# views with pixel shuffle and a projector, trained on native crops and downscaled canvases) and
+# ask two questions of every canvas: *which shape is the small glyph?* (detail) and *is the glyph
+# left of, right of, above or below the big shape?* (layout). Tiles follow AnyRes with 32 px
+# tiles and every grid up to 12 tiles as candidates. Each pipeline answers with the view most
+# confident about each question; the views are read independently, as separate images.
+
+# %%
+USE_CHECKPOINT = True
+model, meta = load_or_train("detail_glyphs", device="cpu", use_checkpoint=USE_CHECKPOINT)
+grids32 = grid_resolutions(32, 6, 6, max_tiles=12)
+test_sets = {size: detail.make_canvases(50, size, seed=909, split="test") for size in detail.CANVAS_SIZES}
+pipelines = {"thumbnail only": "downscale", "tiles only": "anyres_tiles", "thumbnail + tiles": "anyres"}
+results = {}
+for name, pipe in pipelines.items():
+    per = [detail.evaluate(model, test, pipe, grids=grids32) for test in test_sets.values()]
+    results[name] = {k: sum(r[k] for r in per) / len(per) for k in ("glyph", "relation", "both", "views")}
+print(f"{'pipeline':<18} {'views':>6} {'glyph (detail)':>15} {'relation (layout)':>18} {'both right':>11}")
+for name, r in results.items():
+    print(f"{name:<18} {r['views']:>6.1f} {r['glyph']:>15.1%} {r['relation']:>18.1%} {r['both']:>11.1%}")
+print("chance: glyph 14.3%, relation 25%, both 3.6%")
+
+# %%
+added = results["thumbnail + tiles"]["both"] - max(results["tiles only"]["both"], results["thumbnail only"]["both"])
+check.at_least(added, 0.15, "thumbnail + tiles answer both questions more often than either alone, by");
+
+# %% [markdown]
+# The thumbnail alone sees the layout (the glyph is a visible dot next to a visible shape) but not
+# what the glyph is; the tiles alone see the glyph but rarely the glyph *and* the big shape in one
+# tile, so they can seldom tell the relation. Together they answer both. This is the reason
+# LLaVA-NeXT and InternVL both keep a thumbnail.
+#
+# A caveat on the miniature: here the views are read independently, so a tile's position in the
+# image is unknown to the reader. In LLaVA-NeXT the language model reads the tile features
+# stitched in their 2D arrangement with a newline token per row, so it *can* relate things in
+# different tiles, provided it learns to; in InternVL it reads the tiles in row-major order. The
+# thumbnail remains the only view in which the *encoder* sees the glyph and the shape together.
+
+# %% [markdown] tags=["slide"]
+# ## 9. The notes' question: how do you extend position embeddings to higher resolution?
+#
+# The notes list three answers: interpolate the learned table bicubically, use 2D RoPE, or tile
+# (each tile keeps the trained resolution). From the tiling side the point is simple: **every tile
+# and the thumbnail have exactly the trained size**, so the position table is used on the grid it
+# was trained on and never resampled. The alternative with the same encoder is to feed the canvas
+# whole at native resolution: a 128×96 canvas is a 12×16 patch grid, and `vislab.vit` resamples
+# the 4×4 table bicubically to it (the ViT of chapter 2). We compare on the glyph question.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+vit = model.vit
+print("trained grid:", vit.config.grid, " table:", tuple(vit.pos_embed.shape))
+print("a tile's grid:", (32 // 8, 32 // 8), "→ table used as trained:",
+      vit.position_table((4, 4)) is vit.pos_embed)
+print("a 128×96 canvas's grid:", (96 // 8, 128 // 8), "→ resampled table:", tuple(vit.position_table((12, 16)).shape))
+
+
+# %%
+@torch.no_grad()
+def glyph_accuracy_full_view(model, canvases):
+    """The canvas as one view at native resolution (position table interpolated)."""
+    hits = 0
+    for img, g in zip(canvases.images, canvases.glyph):
+        logits = model(img[None])["glyph"]                 # (1, 8): one view, all its tokens averaged
+        hits += int(logits[0, :-1].argmax() == g)
+    return hits / len(canvases)
+
+
+full_view = sum(glyph_accuracy_full_view(model, t) for t in test_sets.values()) / len(test_sets)
+print(f"glyph accuracy — whole canvas at native resolution, interpolated positions: {full_view:.1%}")
+print(f"                 tiles at the trained size (+ thumbnail):             {results['thumbnail + tiles']['glyph']:.1%}")
+print(f"                 downscaled to the trained size:                      {results['thumbnail only']['glyph']:.1%}")
+
+# %%
+check.at_least(results["thumbnail + tiles"]["glyph"] - full_view, 0.10,
+               "tiles at the trained size beat one interpolated full-resolution view by");
+
+# %% [markdown]
+# The full-resolution view has all the pixels the tiles have, yet the encoder, used off its
+# training size, does much worse: the positions are resampled to a grid it never saw, and every
+# token-level statistic it learned (a view is 16 patches, a glyph is a quarter of a view) shifts.
+# Interpolation works in practice when it is followed by training at the new size (ViT fine-tunes
+# at higher resolution with an interpolated table; DINOv2 ends its pretraining with a short phase
+# at 518 px); tiling works without it, at the price of tokens and of tiles that do not see each other. 2D RoPE (Qwen2-VL,
+# and chapter 2's `pos_embed="rope"`) encodes relative offsets, so a larger grid only adds offsets
+# beyond those seen in training. (InternViT itself has a learned absolute table; chapter 7, §9.)
+
+# %% [markdown] tags=["slide"]
+# ## 10. Exercises
+#
+# **Exercise 1.** Write LLaVA's `select_best_resolution` for `(width, height)` sizes, *with* the cap
+# on the effective resolution.
+
+# %% tags=["exercise"]
+def my_select_best_resolution(image_size, candidates):
+    # TODO: max effective (capped at W*H), then min wasted, then the first candidate
+    raise NotImplementedError
+
+
+# %%
+select_cases = [((640, 427), list(LLAVA_NEXT_GRIDS)), ((300, 300), list(LLAVA_NEXT_GRIDS)),
+                ((1000, 500), list(LLAVA_NEXT_GRIDS)), ((300, 300), [(336, 672), (672, 336)]),
+                ((5000, 900), grid_resolutions(336, 4, 4, max_tiles=9))]
+check.exercise("Exercise 1: select_best_resolution", my_select_best_resolution, select_best_resolution, select_cases);
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+def solution_select_best_resolution(image_size, candidates):
+    W, H = image_size
+    best, best_eff, best_waste = None, 0, float("inf")
+    for w, h in candidates:
+        s = min(w / W, h / H)
+        eff = min(int(W * s) * int(H * s), W * H)
+        waste = w * h - eff
+        if eff > best_eff or (eff == best_eff and waste < best_waste):
+            best, best_eff, best_waste = (w, h), eff, waste
+    return best
+
+
+check.exercise("Exercise 1 (solution)", solution_select_best_resolution, select_best_resolution, select_cases);
+
+# %% [markdown]
+# **Exercise 2.** The shape of the feature grid after unpadding: `my_unpadded_shape((Hc, Wc),
+# (W, H))`. If the image is wider than the grid ($W/H > W_c/H_c$), rows were padded: the image
+# covers `round(H * Wc / W)` rows, and as many rows are removed from the top as from the bottom
+# (`(Hc - that) // 2` each). Otherwise the same with columns.
+
+# %% tags=["exercise"]
+def my_unpadded_shape(feature_hw, original_size):
+    # TODO: return (rows, cols) after unpadding
+    raise NotImplementedError
+
+
+# %%
+unpad_cases = [((48, 48), (640, 427)), ((24, 48), (1000, 500)), ((48, 48), (300, 900)), ((24, 72), (3000, 1000)),
+               ((48, 24), (333, 1000))]
+check.exercise("Exercise 2: unpadded shape", my_unpadded_shape, unpadded_shape, unpad_cases);
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+def solution_unpadded_shape(feature_hw, original_size):
+    Hc, Wc = feature_hw
+    W, H = original_size
+    if W / H > Wc / Hc:
+        pad = (Hc - int(round(H * Wc / W, 7))) // 2
+        return Hc - 2 * pad, Wc
+    pad = (Wc - int(round(W * Hc / H, 7))) // 2
+    return Hc, Wc - 2 * pad
+
+
+check.exercise("Exercise 2 (solution)", solution_unpadded_shape, unpadded_shape, unpad_cases);
+
+# %% [markdown]
+# **Exercise 3.** LLaVA-NeXT's token count for a `(width, height)` image with the default grids:
+# thumbnail (24·24) + unpadded tile features + one newline per feature row. Use
+# `select_best_resolution` and `unpadded_shape`.
+
+# %% tags=["exercise"]
+def my_anyres_tokens(width, height):
+    # TODO: 576 + rows * cols + rows, with (rows, cols) the unpadded feature grid
+    raise NotImplementedError
+
+
+# %%
+token_cases = [(640, 427), (672, 672), (4032, 3024), (300, 300), (2480, 3508)]
+check.exercise("Exercise 3: AnyRes tokens", my_anyres_tokens, lambda w, h: anyres_num_tokens((w, h)).total, token_cases);
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+def solution_anyres_tokens(width, height):
+    cw, ch = select_best_resolution((width, height))
+    rows, cols = unpadded_shape((ch // 336 * 24, cw // 336 * 24), (width, height))
+    return 24 * 24 + rows * cols + rows
+
+
+check.exercise("Exercise 3 (solution)", solution_anyres_tokens, lambda w, h: anyres_num_tokens((w, h)).total,
+               token_cases);
+
+# %% [markdown] tags=["slide"]
+# ## 11. Summary
+#
+# - AnyRes picks, from a fixed list of canvases, the one that keeps the most image pixels
+#   (capped at the image's own count), then the one that wastes the least; it fits the image
+#   without distortion, pads, and cuts 336² tiles; the thumbnail goes first.
+# - After encoding, the stitched tile features are unpadded to the image's aspect ratio and a
+#   newline token closes every row: $T = 576 + H'W' + H'$ for LLaVA-NeXT.
+# - Against InternVL on the same inputs: LLaVA-NeXT's list tops out at 2×2 tiles, it has no pixel
+#   shuffle (576 tokens per view against 256), it pads where InternVL stretches.
+# - The thumbnail carries the layout, the tiles the detail; the miniature needs both to answer a
+#   question about both. Tiles also sidestep position-embedding interpolation: each view has the
+#   trained size.
+#
+# ## 12. The notes, checked
+
+# %%
+from IPython.display import Markdown, display
+
+rows = []
+rows.append("| The notes say | Shown here |")
+rows.append("|---|---|")
+rows.append("| `select_best_resolution`: max effective resolution, then min waste | sections 4 and 10 ✓, and equal to"
+            " transformers' once (height, width) is swapped |")
+rows.append("| the notes' code: effective = downscaled width × height | section 4: without LLaVA's cap at W·H, a 300×300"
+            f" icon gets 2×2 tiles ({notes_tokens:,} tokens instead of {with_cap:,}) ✗ |")
+rows.append("| [thumbnail] + [tile_0_0, tile_0_1, tile_1_0, …] | section 5: thumbnail first, tiles row-major ✓"
+            " (InternVL puts it last) |")
+rows.append("| position embeddings at higher resolution: interpolate / 2D RoPE / tile | section 9: tiles keep the trained"
+            f" grid; one interpolated full view {full_view:.0%} vs tiles {results['thumbnail + tiles']['glyph']:.0%} |")
+display(Markdown("\n".join(rows)))
+
+# %% [markdown]
+# **Closing note.** The comparison table (section 7) and the thumbnail experiment (section 8),
+# as measured in this run:
+
+# %%
+for name, w, h in inputs:
+    a, b = table[name]
+    print(f"{name:<27} AnyRes {a['grid']:>4}: {a['tokens']:>6,} tokens, {a['wasted']:>4.0%} wasted, {a['kept']:>4.0%} kept"
+          f" | InternVL {b['grid']:>4}: {b['tokens']:>6,} tokens, {b['wasted']:>4.0%} wasted, {b['kept']:>4.0%} kept")
+print("thumbnail experiment (both questions right): " + ", ".join(f"{k} {v['both']:.1%}" for k, v in results.items()))
