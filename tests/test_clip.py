@@ -329,3 +329,85 @@ def test_short_training_lowers_the_loss(tok):
         clamp_logit_scale(m, step)
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
+
+
+# ----------------------------------------------------------------------------- the recipe
+def test_recipe_registered_and_consistent():
+    from vislab import recipes
+    from vislab.recipes import clip as R
+    r = recipes.get("clip_shapes")
+    assert r.build is R.build and r.dtype == "float16"
+    model = R.build(R.CONFIG)
+    tok = R.tokenizer(R.CONFIG)
+    assert model.config.text.vocab_size == tok.vocab_size
+    assert model.config.text.eot_token_id == tok.eot_id
+    assert model.config.text.context_length == tok.context_length
+    assert sum(p.numel() for p in model.parameters()) * 2 < 3 * 2 ** 20     # fp16 file under 3 MB
+    assert R.world(R.CONFIG).opts["holdout_idx"]
+
+
+def test_varied_captions():
+    from vislab.recipes import clip as R
+    from vislab.shapes import SHAPES as NAMES
+    batch = R.world().sample(200, seed=0)
+    a = R.varied_captions(batch, seed=3)
+    assert a == R.varied_captions(batch, seed=3)
+    assert a != R.varied_captions(batch, seed=4)
+    assert R.varied_captions(batch, seed=3, p_full=1.0) == batch.captions
+    none_full = R.varied_captions(batch, seed=3, p_full=0.0)
+    assert sum(c == f for c, f in zip(none_full, batch.captions)) < 20     # only by chance (all four kept)
+    for cap, shape in zip(a, batch.labels["shape"].tolist()):
+        assert NAMES[shape] in cap.split()
+    assert R.tokenizer().unknown_words(a) == []
+    assert any(c.startswith("a photo of") for c in a) and any(len(c.split()) == 2 for c in a)
+    with pytest.raises(ValueError, match="p_full"):
+        R.varied_captions(batch, seed=0, p_full=1.5)
+
+
+def test_recipe_batches_and_schedule():
+    from vislab.recipes import clip as R
+    cfg = dict(R.CONFIG, batch_size=8)
+    images, ids = R.batches(cfg, seed=0)(3)
+    assert images.shape == (8, 3, 32, 32) and ids.shape == (8, 16)
+    torch.testing.assert_close(R.batches(cfg, seed=0)(3)[1], ids)
+    assert R.lr_at(0, 100, 1.0, 10) == pytest.approx(0.1)
+    assert R.lr_at(10, 100, 1.0, 10) == pytest.approx(1.0)
+    assert R.lr_at(99, 100, 1.0, 10) < 0.01
+
+
+def test_recipe_evaluate_keys():
+    from vislab.recipes import clip as R
+    torch.manual_seed(0)
+    model = R.build(R.CONFIG)
+    out = R.evaluate(model, R.CONFIG, n=64)
+    for key in ("zero_shot_shape", "shape_heldout", "pair_seen", "pair_heldout", "i2t_R@1", "i2t_R@5",
+                "i2t_R@10", "t2i_R@1", "i2t_R@1_same_text"):
+        assert 0.0 <= out[key] <= 1.0, key
+    assert out["logit_scale"] == pytest.approx(1 / 0.07, rel=1e-3)
+
+
+# ----------------------------------------------------------------------------- the viewer
+def test_similarity_viewer_and_figure():
+    import matplotlib
+    matplotlib.use("Agg")
+    from vislab.shapes import ShapeWorld
+    from vislab.widgets.similarity import DIRECTIONS, similarity_figure, similarity_viewer
+    batch = ShapeWorld().sample(5, seed=0)
+    sim = torch.eye(5) * 0.5 + 0.05 * torch.randn(5, 5, generator=gen(0))
+    sim[2, 3] = 0.9                                    # image 2's best caption is not its own
+    fig = similarity_figure(sim, batch.images, batch.captions, selected=1, logit_scale=20)
+    assert len(fig.axes) >= 3
+    box = similarity_viewer(sim, batch.images, batch.captions, logit_scale=20.0)
+    controls, info, picture = box.children
+    direction, index = controls.children
+    assert "image 0" in info.value and "✓" in info.value and len(picture.value) > 1000
+    index.value = 2
+    assert "best caption 3" in info.value and "✗" in info.value
+    direction.value = DIRECTIONS[1]
+    assert info.value.startswith("<b>caption 2</b>")
+    with pytest.raises(ValueError, match="captions"):
+        similarity_viewer(sim, batch.images, batch.captions[:4])
+    with pytest.raises(ValueError, match="rows"):
+        similarity_figure(sim, batch.images[:4], batch.captions)
+    with pytest.raises(ValueError, match="selected"):
+        similarity_figure(sim, batch.images, batch.captions, selected=7)

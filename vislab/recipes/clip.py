@@ -68,6 +68,7 @@ CONFIG = {
     "world": {"image_size": 32, "min_shapes": 1, "max_shapes": 1, "nuisance": "none",
               "holdout": [list(p) for p in HOLDOUT]},
     "steps": 1000, "batch_size": 128, "lr": 2e-3, "warmup": 30, "weight_decay": 0.1, "p_full": 0.3,
+    "betas": [0.9, 0.999], "eps": 1e-8, "decay_all": True, "ablation": True,
 }
 
 
@@ -93,15 +94,16 @@ def _a(text: str) -> str:
     return f"an {text}" if text[0] in "aeiou" else f"a {text}"
 
 
-def varied_captions(batch, seed: int, p_full: float = 0.3) -> list:
+def varied_captions(batch, seed: int, p_full: float = 0.3, p_attr: float = 0.5) -> list:
     """Alt-text-like captions for a single-shape ShapeWorld batch (see the module docstring).
 
     With probability ``p_full`` the full ShapeWorld caption; otherwise the shape with each
-    of size, colour and position kept with probability 1/2, in one of :data:`FRAMES`.
+    of size, colour and position kept with probability ``p_attr``, in one of :data:`FRAMES`.
     Images with more than one shape keep their full caption. Deterministic given ``seed``.
     """
-    if not 0.0 <= p_full <= 1.0:
-        raise ValueError(f"p_full must be in [0, 1], got {p_full}")
+    for name, p in (("p_full", p_full), ("p_attr", p_attr)):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {p}")
     rng = random.Random(seed)
     lab = batch.labels
     out = []
@@ -110,13 +112,13 @@ def varied_captions(batch, seed: int, p_full: float = 0.3) -> list:
             out.append(batch.captions[i])
             continue
         words = []
-        if rng.random() < 0.5:
+        if rng.random() < p_attr:
             words.append(SIZES[int(lab["size"][i])])
-        if rng.random() < 0.5:
+        if rng.random() < p_attr:
             words.append(COLORS[int(lab["color"][i])])
         words.append(SHAPES[int(lab["shape"][i])])
         text = _a(" ".join(words))
-        if rng.random() < 0.5:
+        if rng.random() < p_attr:
             text += " " + POSITION_PHRASES[int(lab["position"][i])]
         out.append(rng.choice(FRAMES).format(text))
     return out
@@ -125,11 +127,11 @@ def varied_captions(batch, seed: int, p_full: float = 0.3) -> list:
 def batches(config: dict = CONFIG, seed: int = 0, vary: bool = True, device="cpu"):
     """``batches(step) -> (images (B, 3, H, W), token ids (B, L))``, a fresh ShapeWorld batch per step."""
     sw, tok = world(config), tokenizer(config)
-    B, p_full = config["batch_size"], config["p_full"]
+    B, p_full, p_attr = config["batch_size"], config["p_full"], config.get("p_attr", 0.5)
 
     def get(step):
         b = sw.sample(B, split="train", seed=seed * 1_000_003 + step)
-        caps = varied_captions(b, seed=seed * 1_000_003 + step, p_full=p_full) if vary else b.captions
+        caps = varied_captions(b, seed=seed * 1_000_003 + step, p_full=p_full, p_attr=p_attr) if vary else b.captions
         return b.images.to(device), tok(caps).to(device)
 
     return get
@@ -142,13 +144,17 @@ def loss_fn(model: CLIP, batch):
     return loss, {"logit_scale": model.logit_scale.exp().item()}
 
 
-def make_optimizer(model: CLIP, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW with weight decay on matrices only, not on gains, biases or the logit scale
-    (open_clip's rule: ``p.ndim < 2`` is exempt); betas and eps as in CLIP (sec. 2.5)."""
+def make_optimizer(model: CLIP, config: dict = CONFIG) -> torch.optim.Optimizer:
+    """AdamW with the config's ``lr``, ``weight_decay``, ``betas``, ``eps``; with
+    ``decay_all=False`` gains, biases and the logit scale are exempt from decay (open_clip's
+    rule, ``p.ndim < 2``)."""
+    wd = config["weight_decay"]
+    kw = dict(lr=config["lr"], betas=tuple(config.get("betas", (0.9, 0.999))), eps=config.get("eps", 1e-8))
+    if config.get("decay_all", True):
+        return torch.optim.AdamW(model.parameters(), weight_decay=wd, **kw)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": rest, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98), eps=1e-6)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}], **kw)
 
 
 def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
@@ -168,7 +174,7 @@ def train_clip(model: CLIP, config: dict = CONFIG, seed: int = 0, device="cpu", 
     from vislab.train import fit
 
     steps = config["steps"] if steps is None else steps
-    opt = make_optimizer(model, config["lr"], config["weight_decay"])
+    opt = make_optimizer(model, config)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, steps, 1.0, config["warmup"]))
     return fit(model, loss_fn, batches(config, seed=seed, vary=vary, device=device), opt, steps,
                after_step=clamp_logit_scale, scheduler=sched, callback=callback, eval_fn=eval_fn,
@@ -228,15 +234,40 @@ def evaluate(model: CLIP, config: dict = CONFIG, device="cpu", n: int = 1000, se
     return {key: round(v, 4) for key, v in out.items()}
 
 
+def _curves(hist, every: int = 10) -> dict:
+    """Loss and logit scale every ``every`` logged steps (JSON-sized)."""
+    idx = list(range(0, len(hist.steps), every))
+    if idx and idx[-1] != len(hist.steps) - 1:
+        idx.append(len(hist.steps) - 1)
+    loss = hist.smoothed("loss", every)
+    return {"step": [hist.steps[i] for i in idx], "loss": [round(loss[i], 4) for i in idx],
+            "logit_scale": [round(hist.metrics["logit_scale"][i], 3) for i in idx]}
+
+
 def train(model: CLIP, seed: int, device, max_seconds: float | None) -> dict:
-    """The recipe: :func:`train_clip` with :data:`CONFIG`, then :func:`evaluate`."""
+    """The recipe: :func:`train_clip` with :data:`CONFIG`, then :func:`evaluate`.
+
+    With ``CONFIG["ablation"]`` it then trains a twin (same initial weights, seed and steps)
+    on ShapeWorld's full captions only and stores its evaluation under
+    ``"full_captions_only"``: chapter 3's evidence that zero-shot needs prompt-like captions.
+    """
+    twin_state = {k: v.clone() for k, v in model.state_dict().items()}
+    share = None if max_seconds is None else max_seconds / (2 if CONFIG.get("ablation") else 1)
     t0 = time.perf_counter()
-    hist = train_clip(model, CONFIG, seed=seed, device=device, max_seconds=max_seconds, log_every=10)
+    hist = train_clip(model, CONFIG, seed=seed, device=device, max_seconds=share, log_every=1, progress=True)
     seconds = time.perf_counter() - t0
     metrics = evaluate(model, CONFIG, device=device)
-    metrics["train_seconds"] = round(seconds, 1)
-    metrics["steps"] = hist.steps_done
-    metrics["final_loss"] = round(hist.smoothed("loss", 10)[-1], 4)
+    metrics.update(train_seconds=round(seconds, 1), steps=hist.steps_done, stopped_early=hist.stopped_early,
+                   final_loss=round(hist.smoothed("loss", 20)[-1], 4), curves=_curves(hist))
+    if CONFIG.get("ablation"):
+        twin = build(CONFIG).to(device)
+        twin.load_state_dict(twin_state)
+        t1 = time.perf_counter()
+        th = train_clip(twin, CONFIG, seed=seed, device=device, max_seconds=share, vary=False, log_every=10,
+                        progress=True)
+        metrics["full_captions_only"] = {**evaluate(twin, CONFIG, device=device), "steps": th.steps_done,
+                                         "train_seconds": round(time.perf_counter() - t1, 1),
+                                         "final_loss": round(th.smoothed("loss", 2)[-1], 4)}
     return metrics
 
 
