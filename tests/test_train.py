@@ -328,3 +328,20 @@ def test_evaluate_accuracy():
 def test_evaluate_accuracy_bad_input():
     with pytest.raises(ValueError, match="7 images but 6 labels"):
         evaluate_accuracy(Lookup(), torch.zeros(7, 4), torch.zeros(6, dtype=torch.long))
+
+
+def test_metric_named_loss_is_refused_clearly():
+    import pytest
+    import torch
+
+    from vislab.train import fit
+
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def loss_fn(m, batch):
+        loss = m(batch).pow(2).mean()
+        return loss, {"loss": loss.item()}
+
+    with pytest.raises(ValueError, match="'loss' key"):
+        fit(model, loss_fn, [torch.ones(4, 2)], opt, steps=2, progress=False)

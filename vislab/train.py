@@ -155,6 +155,9 @@ def fit(model: torch.nn.Module, loss_fn: Callable, batches, optimizer: torch.opt
             batch = get_batch(step)
             out = loss_fn(model, batch)
             loss, extra = (out if isinstance(out, tuple) else (out, {}))
+            if "loss" in extra:
+                raise ValueError("loss_fn returned a metrics dict with a 'loss' key, which would overwrite the "
+                                 "training loss in the history; rename it (e.g. 'recon_loss')")
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {step}: lower the learning rate "
                                          "or clip gradients (grad_clip=1.0)")
