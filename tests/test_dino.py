@@ -113,6 +113,13 @@ def test_head_shapes_and_normalisation():
     with torch.no_grad():
         head.prototypes.mul_(7.0)                              # only directions matter (weight norm, g = 1)
     torch.testing.assert_close(head(x), logits)
+    assert not head.gain.requires_grad                         # norm_last_layer=True: gains fixed at 1
+    free = DINOHead(16, 10, hidden_dim=24, bottleneck_dim=8, norm_last_layer=False)
+    assert free.gain.requires_grad
+    with torch.no_grad():
+        before = free(x)
+        free.gain.mul_(3.0)
+    torch.testing.assert_close(free(x), 3.0 * before)           # learned gains sharpen the logits
     with pytest.raises(ValueError):
         DINOHead(16, 0)
 

@@ -248,6 +248,8 @@ class MultiCropConfig:
         blur_sigma: blur strength range in pixels (DINO: 0.1-2.0 px at 224 px).
         blur_p: (global 1, global 2, local) blur probabilities (DINO: 1.0, 0.1, 0.5).
         solarize_p: solarisation probability of global crop 2 (DINO: 0.2).
+        invert_p: probability of inverting a view (1 - x), every view (not in DINO's recipe:
+            0; it removes "brighter or darker than the background" as a shared cue).
     """
 
     global_size: int = 224
@@ -262,6 +264,7 @@ class MultiCropConfig:
     blur_sigma: tuple = (0.1, 2.0)
     blur_p: tuple = (1.0, 0.1, 0.5)
     solarize_p: float = 0.2
+    invert_p: float = 0.0
 
     def __post_init__(self):
         for name in ("global_size", "local_size"):
@@ -341,6 +344,8 @@ def multi_crop(images: torch.Tensor, config: MultiCropConfig, generator: torch.G
         x = gaussian_blur(x, c.blur_sigma, p=blur_p, generator=generator)
         if solar_p > 0:
             x = solarize(x, solar_p, generator=generator)
+        if c.invert_p > 0:
+            x = solarize(x, c.invert_p, threshold=0.0, generator=generator)       # threshold 0: invert all
         return x, box
 
     g1, b1 = view(c.global_size, c.global_scale, c.blur_p[0], 0.0)
@@ -362,12 +367,14 @@ class DINOHead(nn.Module):
 
         z = MLP(x)  (Linear-GELU-Linear-GELU-Linear to Db)
         z = z / ||z||                                  (L2 normalisation, the bottleneck)
-        g(x) = W z,  W_k = v_k / ||v_k||               (weight-normalised prototypes, no bias)
+        g(x)_k = s_k (v_k / ||v_k||) . z               (weight-normalised prototypes, no bias)
 
-    With each prototype a unit vector, ``g(x)_k`` is the cosine between the bottleneck and
-    prototype k: the logits are bounded by 1, so the temperatures alone set how peaked the
-    softmax can be. This is ``weight_norm`` with the gain fixed to 1 (DINO's
-    ``norm_last_layer=True``), written out.
+    Weight normalisation (Salimans & Kingma, arXiv:1602.07868) splits each prototype into a
+    direction v_k / ||v_k|| and a gain s_k. With ``norm_last_layer=True`` (DINO's default for
+    ViT-B) the gains stay 1: each logit is the cosine between the bottleneck and a prototype,
+    bounded by 1, so the temperatures alone set how peaked the softmax can be. With ``False``
+    (DINO's choice for ViT-S: "better performance but can make the training unstable") the
+    gains are learned, starting at 1, and the head can sharpen its own outputs.
 
     Args:
         in_dim: D, the backbone width.
@@ -375,9 +382,11 @@ class DINOHead(nn.Module):
         hidden_dim: Hd (DINO: 2048).
         bottleneck_dim: Db (DINO: 256).
         layers: number of Linear layers in the MLP (DINO: 3).
+        norm_last_layer: keep the prototype gains fixed at 1.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256, layers: int = 3):
+    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256, layers: int = 3,
+                 norm_last_layer: bool = True):
         super().__init__()
         for name, v in (("in_dim", in_dim), ("out_dim", out_dim), ("hidden_dim", hidden_dim),
                         ("bottleneck_dim", bottleneck_dim), ("layers", layers)):
@@ -390,22 +399,25 @@ class DINOHead(nn.Module):
         mods.append(nn.Linear(d, bottleneck_dim))
         self.mlp = nn.Sequential(*mods)
         self.prototypes = nn.Parameter(torch.empty(out_dim, bottleneck_dim))    # v_k, normalised in forward
+        self.gain = nn.Parameter(torch.ones(out_dim), requires_grad=not norm_last_layer)   # s_k
         self.reset_parameters()
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Linear weights truncated normal std 0.02, biases 0 (DINO's ``_init_weights``);
-        prototypes the same (their norm does not matter, only their direction)."""
+        prototype directions the same (their norm does not matter); gains 1 (DINO's
+        ``weight_g.data.fill_(1)``)."""
         for m in self.mlp:
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
         nn.init.trunc_normal_(self.prototypes, std=0.02)
+        self.gain.fill_(1.0)
 
     def forward(self, x: torch.Tensor, return_bottleneck: bool = False):
         """``(..., D)`` → logits ``(..., K)`` (and the unit bottleneck ``(..., Db)``)."""
         z = F.normalize(self.mlp(x), dim=-1)                                     # (..., Db)
-        w = F.normalize(self.prototypes, dim=-1)                                 # (K, Db)
+        w = F.normalize(self.prototypes, dim=-1) * self.gain[:, None]            # (K, Db)
         logits = z @ w.t()                                                       # (..., K)
         return (logits, z) if return_bottleneck else logits
 
@@ -695,7 +707,7 @@ class DINOConfig:
     Args:
         backbone: the ViT (``use_mask_token=True`` is set for iBOT when ``ibot_weight > 0``).
         out_dim: K prototypes.
-        hidden_dim, bottleneck_dim, head_layers: :class:`DINOHead`.
+        hidden_dim, bottleneck_dim, head_layers, norm_last_layer: :class:`DINOHead`.
         student_temp: tau_s.
         teacher_temp: tau_t after warm-up; warmup_teacher_temp: at step 0.
         teacher_temp_warmup_steps: length of the warm-up.
@@ -715,6 +727,7 @@ class DINOConfig:
     hidden_dim: int = 256
     bottleneck_dim: int = 64
     head_layers: int = 3
+    norm_last_layer: bool = True
     student_temp: float = 0.1
     teacher_temp: float = 0.07
     warmup_teacher_temp: float = 0.04
@@ -792,7 +805,8 @@ class DINO(nn.Module):
         self.config = c = config
         self.student = nn.ModuleDict({
             "backbone": ViT(c.backbone),
-            "head": DINOHead(c.backbone.dim, c.out_dim, c.hidden_dim, c.bottleneck_dim, c.head_layers)})
+            "head": DINOHead(c.backbone.dim, c.out_dim, c.hidden_dim, c.bottleneck_dim, c.head_layers,
+                             c.norm_last_layer)})
         self.teacher = copy.deepcopy(self.student)
         for p in self.teacher.parameters():
             p.requires_grad_(False)
