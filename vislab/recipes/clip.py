@@ -6,13 +6,22 @@ The data are single-shape ShapeWorld scenes at 32 px. Seven (colour, shape) comb
 one per shape (:data:`HOLDOUT`), never appear in training, so that chapter 3 can test
 compositional generalisation on them.
 
+**The model.** A ViT with 8×8 patches (16 patches + CLS), width 64, 3 blocks, and a 2-block
+causal text tower of width 64; shared space E = 64; 276k parameters. In our runs on a busy
+2-core machine, 8×8 patches reached the zero-shot bar in fewer seconds than 4×4 patches
+(64 patches, four times the compute per step) and, at 1,500 steps, a higher accuracy too.
+
 **The captions.** ShapeWorld writes one full caption per image ("a small red circle in the
 top left"). Trained on those alone, the text tower never sees a caption that names only a
 shape, and "a photo of a circle" lands nowhere near circle images (zero-shot near chance,
 measured in chapter 3). Web alt-text, CLIP's training data, describes images at every level
 of detail; :func:`varied_captions` imitates that: each training caption keeps the full
 description with probability ``p_full``, otherwise a random subset of its attributes (the
-shape always), sometimes framed as "a photo of ...", "a picture of ...", "an image of ...".
+shape always; each other attribute kept with probability ``p_attr``), sometimes framed as
+"a photo of ...", "a picture of ...", "an image of ...". Captions that name fewer attributes
+make the shape carry more of the matching, which is what zero-shot shape prompts need:
+keeping each attribute with probability 1/3 instead of 1/2 (and the full caption 20% of the
+time instead of 30%) raised zero-shot accuracy at 1,000 steps from 50% to 86% with 4×4 patches.
 The prompt templates "a rendering of ..." and "..., a type of shape" never occur in training:
 chapter 3 measures what that does.
 
@@ -57,7 +66,7 @@ TEMPLATES = {
 }
 
 _MODEL = CLIPConfig(
-    vision=ViTConfig(image_size=32, patch_size=4, dim=64, depth=3, heads=4, norm_eps=1e-5),
+    vision=ViTConfig(image_size=32, patch_size=8, dim=64, depth=3, heads=4, norm_eps=1e-5),
     text=TextConfig(vocab_size=4 + len(shapeworld_vocabulary()), context_length=16, width=64, depth=2, heads=4,
                     eot_token_id=CaptionTokenizer.eot_id),
     embed_dim=64)
@@ -67,7 +76,7 @@ CONFIG = {
     "words": list(shapeworld_vocabulary()),
     "world": {"image_size": 32, "min_shapes": 1, "max_shapes": 1, "nuisance": "none",
               "holdout": [list(p) for p in HOLDOUT]},
-    "steps": 1000, "batch_size": 128, "lr": 2e-3, "warmup": 30, "weight_decay": 0.1, "p_full": 0.3,
+    "steps": 1500, "batch_size": 128, "lr": 2e-3, "warmup": 30, "weight_decay": 0.1, "p_full": 0.2, "p_attr": 0.33,
     "betas": [0.9, 0.999], "eps": 1e-8, "decay_all": True, "ablation": True,
 }
 
@@ -272,4 +281,4 @@ def train(model: CLIP, seed: int, device, max_seconds: float | None) -> dict:
 
 
 register(Recipe(name="clip_shapes", build=build, train=train, config=CONFIG, seed=0, dtype="float16",
-                description="CLIP (ViT 32px/4, text 2 layers) on ShapeWorld captions, 7 colour-shape pairs held out"))
+                description="CLIP (ViT 32px/8, text 2 layers) on ShapeWorld captions, 7 colour-shape pairs held out"))
