@@ -10,14 +10,15 @@ softmax path (returns the map) and a fused path (``F.scaled_dot_product_attentio
 plain call ``model(images)`` uses the faster one at the course's token counts.
 
 Part 2 (vislab against transformers). Same architecture, same sizes: the course's tiny ViT
-(width 128, 4 blocks, 4 heads, MLP 512) at 17, 65 and 257 tokens (32 px / P=8, 32 px / P=4,
+(chapter 2's ``MODEL``: width 64, 4 blocks, 4 heads, MLP 256; ``--width`` changes it) at 17, 65 and 257 tokens (32 px / P=8, 32 px / P=4,
 64 px / P=4), batch 64; inference (no_grad forward) and a training step (forward, cross-entropy
 on a linear head over CLS, backward, AdamW step). The two models run alternately in one
 process, round after round, so that a busy neighbour slows both alike; each cell is the median
 over rounds of images per second. Ratio = vislab / transformers (goal: >= 1.0 in every row).
 
 Measured on the course's 2-core reference machine, 1 thread, torch 2.13 CPU, transformers 5.24
-(``python benchmarks/vit_speed.py``; medians of 5 rounds)::
+(``python benchmarks/vit_speed.py --width 128``, the width used before ``MODEL`` became 64 wide;
+medians of 5 rounds)::
 
     attention paths, vislab plain call (images/s)
     tokens  mode       explicit    fused   fused/explicit
@@ -43,10 +44,12 @@ import time
 import torch
 from torch import nn
 
+from vislab.recipes.vit import MODEL
 from vislab.vit import ViT, ViTConfig
 
 SIZES = [(32, 8), (32, 4), (64, 4)]   # (image px, patch) -> 17, 65, 257 tokens
-WIDTH, DEPTH, HEADS, MLP = 128, 4, 4, 512
+# the course's tiny ViT (chapter 2's MODEL): width 64, 4 blocks, 4 heads, MLP 256
+WIDTH, DEPTH, HEADS, MLP = MODEL.dim, MODEL.depth, MODEL.heads, MODEL.hidden_dim
 NUM_CLASSES = 7
 
 
@@ -166,10 +169,15 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=4)
     ap.add_argument("--skip-paths", action="store_true")
+    ap.add_argument("--width", type=int, default=None, help="override the width (MLP = 4x width)")
     args = ap.parse_args(argv)
+    if args.width:
+        global WIDTH, MLP
+        WIDTH, MLP = args.width, 4 * args.width
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} thread(s), batch {args.batch}")
+    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} thread(s), batch {args.batch}, "
+          f"width {WIDTH}, depth {DEPTH}, heads {HEADS}, MLP {MLP}")
     if not args.skip_paths:
         attention_paths(device, args.batch, args.rounds, args.reps)
     rows = against_transformers(device, args.batch, args.rounds, args.reps)

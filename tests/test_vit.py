@@ -362,3 +362,52 @@ def test_attention_viewer_and_figure():
         attention_viewer(x, maps, (4, 4), num_prefix_tokens=1)
     with pytest.raises(ValueError, match="empty"):
         attention_viewer(x, [], (4, 4))
+
+
+def test_notes_vit_with_vit_options_equals_vit():
+    from vislab.vit import NotesViT
+    torch.manual_seed(0)
+    vit = tiny(norm_eps=1e-5).eval()            # nn.LayerNorm's default eps, as in NotesViT
+    with torch.no_grad():
+        for p in vit.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    fixed = NotesViT(32, 8, 32, 2, 4, 4.0, 7, norm_first=True, activation="gelu", dropout=0.0).load_vit_weights(vit)
+    as_notes = NotesViT(32, 8, 32, 2, 4, 4.0, 7).load_vit_weights(vit)
+    x = images()
+    with torch.no_grad():
+        assert torch.allclose(fixed.eval()(x), vit(x), atol=1e-5)
+        assert not torch.allclose(as_notes.eval()(x), vit(x), atol=1e-2)
+    with pytest.raises(ValueError):
+        NotesViT(32, 8, 32, 3, 4, 4.0, 7).load_vit_weights(vit)
+
+
+# ---- the recipes (no training here: only their parts) --------------------------------------------
+
+def test_vit_recipes_build_and_batches():
+    from vislab import recipes
+    from vislab.recipes.vit import MODEL, make_batches, wsd_schedule
+    r = recipes.get("vit_shapes")
+    m = r.build(r.config)
+    assert isinstance(m, ViT) and m.config == MODEL
+    rope = recipes.get("vit_shapes_rope")
+    assert rope.build(rope.config).config.pos_embed == "rope"
+    b = make_batches(batch_size=8, seed=0, chunk=16)
+    x0, y0 = b(0)
+    assert x0.shape == (8, 3, 32, 32) and y0.shape == (8,)
+    assert torch.equal(make_batches(batch_size=8, seed=0, chunk=16)(1)[0], b(1)[0])   # deterministic
+    assert not torch.equal(b(2)[0], x0)                                               # a new chunk
+    pool = (torch.rand(20, 3, 32, 32), torch.arange(20))
+    pb = make_batches(batch_size=4, seed=1, pool=pool)
+    xs, ys = pb(3)
+    assert torch.equal(xs, pool[0][ys]) and torch.equal(pb(3)[1], ys)
+    with pytest.raises(ValueError, match="pool"):
+        make_batches(batch_size=64, pool=pool)
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = wsd_schedule(opt, steps=100, warmup=10)
+    lrs = []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0) and lrs[50] == pytest.approx(1.0)
+    assert lrs[75] == pytest.approx(1.0) and lrs[99] == pytest.approx(0.04) and lrs[87] < 1.0

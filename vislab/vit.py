@@ -794,3 +794,40 @@ class NotesViT(nn.Module):
         x = self.transformer(x)
         x = self.norm(x)
         return self.head(x[:, 0])                        # (B, K)
+
+    @torch.no_grad()
+    def load_vit_weights(self, vit: "ViT") -> "NotesViT":
+        """Copy a vislab :class:`ViT`'s weights in (same sizes; the tensors map one to one).
+
+        ``nn.MultiheadAttention`` keeps ``[W_q; W_k; W_v]`` in one ``in_proj_weight`` ``(3D, D)``,
+        the same layout as ``Attention.qkv``. With ``norm_first=True, activation="gelu",
+        dropout=0.0`` the two models then compute the same function (chapter 2 checks it).
+        """
+        if not isinstance(vit, ViT) or vit.config.num_registers or vit.pos_embed is None \
+                or vit.config.mlp not in ("gelu", "relu") or vit.config.layerscale_init is not None:
+            raise ValueError("load_vit_weights needs a plain ViT (learned positions, CLS, GELU/ReLU MLP, "
+                             "no registers or LayerScale)")
+        mapping = {"patch_embed.proj.weight": "patch_embed.proj.weight", "patch_embed.proj.bias": "patch_embed.proj.bias",
+                   "cls_token": "cls_token", "pos_embed": "pos_embed", "norm.weight": "norm.weight",
+                   "norm.bias": "norm.bias", "head.weight": "head.weight", "head.bias": "head.bias"}
+        for i in range(len(self.transformer.layers)):
+            a, b = f"transformer.layers.{i}.", f"blocks.{i}."
+            mapping.update({a + "self_attn.in_proj_weight": b + "attn.qkv.weight",
+                            a + "self_attn.in_proj_bias": b + "attn.qkv.bias",
+                            a + "self_attn.out_proj.weight": b + "attn.proj.weight",
+                            a + "self_attn.out_proj.bias": b + "attn.proj.bias",
+                            a + "linear1.weight": b + "mlp.fc1.weight", a + "linear1.bias": b + "mlp.fc1.bias",
+                            a + "linear2.weight": b + "mlp.fc2.weight", a + "linear2.bias": b + "mlp.fc2.bias",
+                            a + "norm1.weight": b + "norm1.weight", a + "norm1.bias": b + "norm1.bias",
+                            a + "norm2.weight": b + "norm2.weight", a + "norm2.bias": b + "norm2.bias"})
+        own, theirs = self.state_dict(), vit.state_dict()
+        missing = sorted(set(own) - set(mapping))
+        if missing or len(self.transformer.layers) != vit.config.depth:
+            raise ValueError(f"cannot map {missing or 'a different depth'} from the ViT")
+        bad = [f"{k}: {tuple(own[k].shape)} vs {tuple(theirs[v].shape)}" for k, v in mapping.items()
+               if own[k].shape != theirs[v].shape]
+        if bad:
+            raise ValueError(f"shape mismatch between NotesViT and ViT: {bad}")
+        for k, v in mapping.items():
+            own[k].copy_(theirs[v])
+        return self
