@@ -287,3 +287,57 @@ def test_train_dino_runs_and_moves_the_teacher():
     assert hist.steps_done == 3 and math.isfinite(hist.last("loss"))
     assert any(not torch.equal(a, b) for a, b in zip(start, m.teacher.parameters()))
     assert hist.metrics["teacher_temp"][0] == pytest.approx(TINY.warmup_teacher_temp)
+
+
+def test_invert_views():
+    cfg = MultiCropConfig.shapes(16, n_local=1, jitter_p=0.0, grayscale_p=0.0, blur_p=(0.0, 0.0, 0.0), solarize_p=0.0,
+                                 global_scale=(1.0, 1.0), flip_p=0.0, invert_p=1.0)
+    x = images(2, 16)
+    inverted = multi_crop(x, cfg, generator=gen()).globals[0]
+    plain = multi_crop(x, MultiCropConfig(**{**cfg.__dict__, "invert_p": 0.0}), generator=gen()).globals[0]
+    torch.testing.assert_close(inverted, 1 - plain)            # the first view draws the same crop
+
+
+def test_patch_pca():
+    from vislab.dino import patch_pca
+
+    torch.manual_seed(0)
+    feats = torch.randn(3, 16, 8)
+    feats[:, :4] += 5.0                                          # a minority "object" direction
+    rgb, fg = patch_pca(feats)
+    assert rgb.shape == (3, 16, 3) and rgb.min() >= 0 and rgb.max() <= 1 and fg.all()
+    rgb, fg = patch_pca(feats, foreground_threshold=0.5)
+    assert fg[:, :4].all() and not fg[:, 4:].any()               # the threshold keeps the minority side
+    assert (rgb[~fg] == 0).all()
+    with pytest.raises(ValueError):
+        patch_pca(torch.randn(16, 8))
+
+
+def test_viewers_build_and_draw():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from vislab.vit import ViT
+    from vislab.widgets.dino import (cls_attention_figure, cls_attention_maps, cls_attention_viewer, crops_figure,
+                                     multicrop_viewer, pca_figure)
+    from vislab.dino import patch_pca
+
+    x = images(2, 16)
+    assert crops_figure(x[0], TINY.multicrop, seed=1) is not None
+    assert multicrop_viewer({"a": x[0], "b": x[1]}, TINY.multicrop) is not None
+    torch.manual_seed(0)
+    vit = ViT(TINY.backbone).eval()
+    out = vit.forward_intermediates(x, return_attention=True)
+    maps = cls_attention_maps(out["attention"][-1], out["grid"])
+    assert maps.shape == (2, 2, 4, 4)
+    torch.testing.assert_close(maps.sum((-1, -2)), 1 - out["attention"][-1][:, :, 0, 0])   # CLS row minus itself
+    assert cls_attention_figure(x[0], maps[0]) is not None
+    assert cls_attention_viewer(x, out["attention"], out["grid"]) is not None
+    rgb, _ = patch_pca(out["patches"])
+    assert pca_figure(x, [rgb, rgb], out["grid"], titles=["a", "b"]) is not None
+    with pytest.raises(ValueError):
+        cls_attention_maps(out["attention"][-1], (3, 3))
+    with pytest.raises(ValueError):
+        pca_figure(x, rgb[:, :5], out["grid"])
+    with pytest.raises(TypeError):
+        multicrop_viewer(x[0], {"global_size": 16})
