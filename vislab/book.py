@@ -418,6 +418,9 @@ def _execute(ch: Chapter, timeout: int):
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(ch.file.parent)}})
     status, error = "ok", ""
+    from vislab.memwatch import TreePeak
+
+    watcher = TreePeak().start()          # the kernel and every process it starts
     t0 = time.perf_counter()
     try:
         client.execute()
@@ -434,12 +437,13 @@ def _execute(ch: Chapter, timeout: int):
             else:
                 os.environ[k] = v
     seconds = time.perf_counter() - t0
+    tree_mb = watcher.stop() / 2**20
     peak_mb = None
     for out in nb.cells[-1].get("outputs", []):
         text = out.get("text", "")
         if "__VISLAB_PEAK__" in text:
             peak = json.loads(text.split("__VISLAB_PEAK__", 1)[1].strip())
-            peak_mb = (peak["self"] + peak["children"]) / 2**20
+            peak_mb = max((peak["self"] + peak["children"]) / 2**20, tree_mb)
     if status == "ok":
         nb.cells.pop()
         if seconds > ch.budget_s:
