@@ -119,3 +119,9 @@ def test_process_memory_helpers():
     assert isinstance(kids, dict)
     if kids:
         assert all(isinstance(pid, int) and rss > 0 for pid, rss in kids.items())
+        pss = D.child_rss_bytes("pss")
+        assert set(pss) <= set(kids) and all(0 < pss[p] <= kids[p] * 1.05 for p in pss)
+    with pytest.raises(ValueError, match="kind"):
+        D.child_rss_bytes("vss")
+    mine = D.pss_bytes()
+    assert mine is None or mine > 10 * 2**20

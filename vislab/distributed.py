@@ -72,7 +72,7 @@ from vislab.siglip import sigmoid_loss
 __all__ = ["RankContext", "RankFailedError", "LaunchTimeoutError", "CommCounter", "PeakMemory", "launch",
            "default_backend", "split_batch", "check_even_split", "all_gather_features", "clip_loss_allgather",
            "neighbour_exchange", "sigmoid_loss_ring", "make_global_batch", "loss_report", "reference_report",
-           "demo_failure", "peak_rss_bytes", "child_rss_bytes", "METHODS"]
+           "demo_failure", "peak_rss_bytes", "child_rss_bytes", "pss_bytes", "METHODS"]
 
 METHODS = ("clip_allgather", "clip_allgather_local", "sigmoid_ring", "sigmoid_ring_recompute")
 
@@ -570,9 +570,25 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
-def child_rss_bytes() -> dict:
-    """``{pid: resident bytes}`` of this process's live child processes (e.g. the fork server
-    that :func:`launch` starts and keeps for the next launch). Linux only; ``{}`` elsewhere."""
+def pss_bytes(pid="self"):
+    """Proportional set size of a process (Linux): its resident pages, each page shared with n
+    processes counted 1/n. Summed over processes it counts every page once. None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def child_rss_bytes(kind: str = "rss") -> dict:
+    """``{pid: bytes}`` of this process's live child processes (e.g. the fork server that
+    :func:`launch` starts and keeps for the next launch): resident memory (``kind="rss"``) or
+    proportional set size (``kind="pss"``). Linux only; ``{}`` elsewhere."""
+    if kind not in ("rss", "pss"):
+        raise ValueError(f"kind must be 'rss' or 'pss', got {kind!r}")
     me, out = os.getpid(), {}
     if not os.path.isdir("/proc"):
         return out
@@ -583,6 +599,11 @@ def child_rss_bytes() -> dict:
             with open(f"/proc/{entry}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             if int(fields[1]) != me:                     # field 4 of stat: the parent's pid
+                continue
+            if kind == "pss":
+                value = pss_bytes(entry)
+                if value is not None:
+                    out[int(entry)] = value
                 continue
             with open(f"/proc/{entry}/status") as f:
                 for line in f:
@@ -628,7 +649,9 @@ def loss_report(ctx: RankContext, batch_per_rank, embed_dim: int, seed: int = 0,
             buffers once).
     Returns:
         ``{method: {"loss", "total_loss", "grad_image", "grad_text", "grad_scale", "grad_bias",
-        "sent", "received", "by_kind", "peak_bytes", "seconds"}}`` plus ``"rss_peak_bytes"``.
+        "sent", "received", "by_kind", "peak_bytes", "seconds"}}`` plus ``"rss_peak_bytes"`` (the
+        process's peak resident memory, shared pages included) and ``"pss_peak_bytes"`` (its
+        proportional share at that peak: :func:`pss_bytes` now plus its peak above the present level).
         ``peak_bytes`` is host memory (:class:`PeakMemory`) on CPU ranks and the CUDA allocator's
         peak above its level before the step on GPU ranks.
     """
@@ -678,6 +701,10 @@ def loss_report(ctx: RankContext, batch_per_rank, embed_dim: int, seed: int = 0,
         out[method] = row
         del img, txt, loss
     out["rss_peak_bytes"] = rss_peak
+    # this rank's share of memory at its peak: its proportional set size now (pages shared with the
+    # fork server and the other ranks counted once overall) plus what it held above its present level
+    pss, rss_now = pss_bytes(), PeakMemory._status("VmRSS")
+    out["pss_peak_bytes"] = None if pss is None or rss_now is None else pss + max(0, rss_peak - rss_now)
     return out
 
 
