@@ -360,9 +360,9 @@ check.at_least(gain, 0.20, "dynamic tiling beats the downscaled image by (accura
 # %% [markdown] tags=["slide"]
 # ## 8. The tiling viewer
 #
-# Pick a photo, stretch it to any width and height, and move the tile cap: the grid drawn on the
-# image, the tiles (row-major) and the thumbnail, and the token counts before and after pixel
-# shuffle change together. Try 4032×3024 with caps 12 and 40, a 4096×512 strip, and a 500×500
+# Pick a photo (or upload one of your own with **your image**), stretch it to any width and
+# height, and move the tile cap: the grid drawn on the image, the tiles (row-major) and the
+# thumbnail, and the token counts before and after pixel shuffle change together. Try 4032×3024 with caps 12 and 40, a 4096×512 strip, and a 500×500
 # image (one tile, no thumbnail). (Without a live kernel you see the default view as a picture.)
 
 # %%

@@ -218,7 +218,8 @@ print("rows of pure padding at the top:", int((canvas_t.sum(dim=(0, 2)) == 0)[:2
 # canvas (the chosen one highlighted) → the canvas with its padding (red) and tiles → the
 # thumbnail and tiles the encoder sees → the stitched feature grid, greyed where unpadding
 # removes it, and the token counts with and without unpadding, with InternVL's count beside them.
-# Try 336×336, 1000×300, 300×1000, 4032×3024. (Without a live kernel you see the default view.)
+# Try 336×336, 1000×300, 300×1000, 4032×3024, or upload a photo of your own with **your image**.
+# (Without a live kernel you see the default view.)
 
 # %%
 # NBVAL_IGNORE_OUTPUT

@@ -1,6 +1,7 @@
 """Tests for vislab.widgets: show() and its static fallback, LossCurve, chapter 1's patch viewer."""
 
 import base64
+import datetime
 
 import ipywidgets as W
 import matplotlib
@@ -260,3 +261,60 @@ def test_patch_viewer_in_a_notebook_shows_the_widget_and_its_picture(notebook):
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == box.model_id
     assert base64.b64decode(bundle["image/png"]) == bytes(box.children[2].value)
     assert "32×32" in bundle["text/plain"]
+
+
+# ------------------------------------------------------------------------------ uploads
+
+def _png_bytes(size=(120, 80), color=(200, 30, 30)):
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _upload_value(name, data):
+    """A FileUpload value as the installed ipywidgets writes it (7: dict, 8: tuple of dicts)."""
+    if int(W.__version__.split(".")[0]) >= 8:
+        return ({"name": name, "type": "image/png", "size": len(data), "content": memoryview(data),
+                 "last_modified": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)},)
+    return {name: {"metadata": {"name": name, "type": "image/png", "size": len(data)}, "content": data}}
+
+
+def test_uploaded_files_reads_both_ipywidgets_formats():
+    data = _png_bytes()
+    v8 = ({"name": "a.png", "type": "image/png", "size": len(data), "content": memoryview(data)},)
+    v7 = {"a.png": {"metadata": {"name": "a.png"}, "content": data}}
+    assert core.uploaded_files(v8) == [("a.png", data)] == core.uploaded_files(v7)
+    with pytest.raises(TypeError, match="FileUpload value"):
+        core.uploaded_files("a.png")
+
+
+def test_uploaded_images_names_files_that_are_not_images():
+    value = {"ok.png": {"content": _png_bytes()}, "notes.txt": {"content": b"hello"}}
+    images, errors = core.uploaded_images(value)
+    assert list(images) == ["ok.png"] and images["ok.png"].size == (120, 80)
+    assert len(errors) == 1 and errors[0].startswith("notes.txt: not an image")
+
+
+@pytest.mark.parametrize("viewer", ["tiling_viewer", "anyres_viewer"])
+def test_tiling_viewers_take_an_uploaded_image(viewer):
+    from PIL import Image
+
+    from vislab.widgets import tiling
+
+    box = getattr(tiling, viewer)({"grey": Image.new("RGB", (448, 448), (128, 128, 128))})
+    controls = [c for row in box.children if isinstance(row, W.HBox) for c in row.children]
+    pick = next(c for c in controls if isinstance(c, W.Dropdown))
+    upload = next(c for c in controls if isinstance(c, W.FileUpload))
+    sliders = [c for c in controls if isinstance(c, W.IntSlider) and c.description in ("width", "height")]
+    picture = next(c for c in box.children if isinstance(c, W.Image))
+    before = picture.value
+    # what the frontend does after a pick (ipywidgets 7 makes `value` read-only for Python code)
+    upload.set_trait("value", _upload_value("wide.png", _png_bytes(size=(1000, 300))))
+    assert pick.value == "wide.png" and list(pick.options) == ["grey", "wide.png"]
+    got = {s.description: s.value for s in sliders}       # the sliders move to the upload's size
+    assert abs(got["width"] - 1000) <= 16 and abs(got["height"] - 300) <= 16, got
+    assert picture.value != before

@@ -13,7 +13,7 @@ import base64
 import io
 import time
 
-__all__ = ["fig_to_png", "show", "in_notebook", "LossCurve"]
+__all__ = ["fig_to_png", "show", "in_notebook", "LossCurve", "uploaded_files", "uploaded_images", "upload_button"]
 
 
 def fig_to_png(fig, dpi: int = 80) -> bytes:
@@ -141,3 +141,51 @@ class LossCurve:
 
     def close(self, history) -> None:
         self._draw(history)
+
+
+# ------------------------------------------------------------------------------ uploads
+
+def uploaded_files(value) -> list:
+    """``[(name, bytes)]`` from a ``FileUpload`` widget's value, in either ipywidgets format.
+
+    ipywidgets 8 gives a tuple of dicts ``{"name", "type", "size", "content": memoryview, ...}``;
+    ipywidgets 7.x (Colab) gives a dict ``{name: {"metadata": {...}, "content": bytes}}``.
+    """
+    if isinstance(value, dict):                                   # ipywidgets 7
+        return [(str(name), bytes(item["content"])) for name, item in value.items()]
+    if isinstance(value, (tuple, list)):                          # ipywidgets 8
+        return [(str(item["name"]), bytes(item["content"])) for item in value]
+    raise TypeError(f"expected a FileUpload value (a tuple of dicts, or a dict on ipywidgets 7), "
+                    f"got {type(value).__name__}")
+
+
+def uploaded_images(value) -> tuple:
+    """``({name: PIL.Image RGB}, [error messages])`` from a ``FileUpload`` value: every file
+    Pillow can read becomes an image; every other file gives a message naming it."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    images, errors = {}, []
+    for name, data in uploaded_files(value):
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                images[name] = img.convert("RGB")
+        except (UnidentifiedImageError, OSError) as err:
+            errors.append(f"{name}: not an image Pillow can read ({type(err).__name__})")
+    return images, errors
+
+
+def upload_button(on_images, description: str = "upload"):
+    """A ``FileUpload`` button for images that calls ``on_images({name: PIL.Image}, errors)``
+    after each upload, on ipywidgets 7 and 8 alike. Returns the widget."""
+    import ipywidgets as W
+
+    button = W.FileUpload(accept="image/*", multiple=False, description=description)
+
+    def changed(change):
+        if change["new"]:
+            on_images(*uploaded_images(change["new"]))
+
+    button.observe(changed, names="value")
+    return button

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from vislab import anyres, internvit
-from vislab.widgets.core import fig_to_png, show
+from vislab.widgets.core import fig_to_png, show, upload_button
 
 __all__ = ["internvl_summary", "internvl_figure", "tiling_viewer", "anyres_table", "anyres_summary",
            "anyres_figure", "anyres_viewer"]
@@ -117,6 +117,20 @@ def internvl_figure(image, max_num: int = 12, image_size: int = 448, patch_size:
     return fig
 
 
+def _add_uploads(photos: dict, pick, info):
+    """A button that adds uploaded images to ``photos`` and the dropdown, and selects the first."""
+    def on_images(images, errors):
+        for name, img in images.items():
+            photos[name] = img
+        if images:
+            pick.options = list(photos)
+            pick.value = next(iter(images))
+        if errors:
+            info.value = "<b>" + html.escape("; ".join(errors)) + "</b>"
+
+    return upload_button(on_images, description="your image")
+
+
 def _size_sliders(W, width: int, height: int):
     common = dict(min=64, max=4096, step=16, continuous_update=False)
     return (W.IntSlider(value=width, description="width", **common),
@@ -131,8 +145,8 @@ def tiling_viewer(photos: dict, max_num: int = 12, image_size: int = 448, patch_
         photos: name → PIL image (e.g. ``vislab.images.sample_photos()``, or ShapeWorld canvases).
         max_num: initial tile cap (InternVL: 12).
         width, height: initial size the photo is resized to (default: the first photo's own).
-    Controls: the photo, its width and height (any aspect ratio: the photo is stretched to it),
-    and the tile cap. Returns the widget.
+    Controls: the photo (or one you upload), its width and height (any aspect ratio: the photo is
+    stretched to it), and the tile cap. Returns the widget.
     """
     import ipywidgets as W
 
@@ -165,7 +179,8 @@ def tiling_viewer(photos: dict, max_num: int = 12, image_size: int = 448, patch_
     for c in (w_slider, h_slider, cap):
         c.observe(render, names="value")
     render()
-    box = W.VBox([W.HBox([pick, cap]), W.HBox([w_slider, h_slider]), info, picture])
+    upload = _add_uploads(photos, pick, info)
+    box = W.VBox([W.HBox([pick, upload, cap]), W.HBox([w_slider, h_slider]), info, picture])
     show(box, png=picture.value, title=_summary_text(
         internvl_summary(w_slider.value, h_slider.value, cap.value, image_size, patch_size, scale_factor),
         w_slider.value, h_slider.value, cap.value))
@@ -309,7 +324,8 @@ def anyres_viewer(photos: dict, resolutions=anyres.LLAVA_NEXT_GRIDS, tile_size: 
     for c in (w_slider, h_slider):
         c.observe(render, names="value")
     render()
-    box = W.VBox([W.HBox([pick, w_slider, h_slider]), table, info, picture])
+    upload = _add_uploads(photos, pick, info)
+    box = W.VBox([W.HBox([pick, upload]), W.HBox([w_slider, h_slider]), table, info, picture])
     show(box, png=picture.value,
          title=anyres_summary(w_slider.value, h_slider.value, resolutions, tile_size, patch_size))
     return box
