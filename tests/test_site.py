@@ -1,5 +1,7 @@
 """Launch links, the README table, slide metadata and the static site."""
 
+from pathlib import Path
+
 import nbformat
 import pytest
 
@@ -98,3 +100,22 @@ def test_every_chapter_starts_with_the_current_bootstrap(book):
     for ch in book["chapters"]:
         first = next(c.source for c in notebook_from_py(ch.file).cells if c.cell_type == "code")
         assert first.startswith(block), f"{ch.file.name}: run `python -m vislab.book sync`"
+
+
+def test_binder_environment_installs_the_course_with_cpu_torch():
+    """Binder builds from .binder/: the CPU torch index, then the root requirements (which end with
+    the editable course package), on a Python the package supports."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    lines = [ln.strip() for ln in (root / ".binder" / "requirements.txt").read_text().splitlines()
+             if ln.strip() and not ln.lstrip().startswith("#")]
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in lines
+    assert "-r ../requirements.txt" in lines
+    assert (root / ".binder" / "../requirements.txt").resolve() == root / "requirements.txt"
+    assert "-e ." in (root / "requirements.txt").read_text().splitlines()
+    version = (root / ".binder" / "runtime.txt").read_text().strip()
+    match = re.fullmatch(r"python-3\.(\d+)", version)
+    assert match, version
+    requires = re.search(r'requires-python\s*=\s*">=3\.(\d+)"', (root / "pyproject.toml").read_text())
+    assert requires and int(match.group(1)) >= int(requires.group(1))
