@@ -133,3 +133,51 @@ def test_missing_tensor_is_named():
 
     with pytest.raises(WeightMismatchError, match="text_projection"):
         convert(Crippled())
+
+
+# ----------------------------------------------------------------------------- chapter 3's online cell
+def _tiny_processor():
+    """A CLIPProcessor built offline: a character-level CLIP BPE (no merges; <|endoftext|> has
+    the largest id, as in OpenAI's vocabulary) and an image processor for 32 px."""
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    chars = sorted(ByteLevel.alphabet())                                  # the 256 byte-level symbols
+    vocab = {tok: i for i, tok in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
+    tok = transformers.CLIPTokenizer(vocab=vocab, merges=[])
+    images = transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return transformers.CLIPProcessor(image_processor=images, tokenizer=tok), len(vocab)
+
+
+def test_chapter_online_cell_runs_offline(monkeypatch):
+    """Chapter 3's `online` cell, with `from_pretrained` answered by a tiny random CLIPModel (legacy
+    eos id 2, argmax pooling, like openai/clip-vit-base-patch32): its loading code runs and its
+    check (vislab's probabilities == the notes' transformers code) passes."""
+    from pathlib import Path
+
+    jupytext = pytest.importorskip("jupytext")
+    processor, vocab_size = _tiny_processor()
+    torch.manual_seed(0)
+    cfg = transformers.CLIPConfig(
+        text_config=dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=77, eos_token_id=2, bos_token_id=0,
+                         pad_token_id=1, hidden_act="quick_gelu"),
+        vision_config=dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=32, patch_size=8, hidden_act="quick_gelu"),
+        projection_dim=24)
+    hf = transformers.CLIPModel(cfg).eval()
+    monkeypatch.setattr(transformers.CLIPModel, "from_pretrained", classmethod(lambda cls, *a, **k: hf))
+    monkeypatch.setattr(transformers.CLIPProcessor, "from_pretrained", classmethod(lambda cls, *a, **k: processor))
+
+    chapter = jupytext.read(Path(__file__).resolve().parents[1] / "chapters" / "03_clip.py")
+    code = [c for c in chapter.cells if c.cell_type == "code"]
+    online = [c.source for c in code if "online" in c.metadata.get("tags", [])]
+    assert online, "chapter 3 has no cell tagged 'online'"
+    assert any("from_hf(" in src for src in online)
+    namespace = {"__name__": "chapter03"}
+    exec(compile(code[0].source, "03_clip.py:first cell", "exec"), namespace)     # imports, setup
+    for i, src in enumerate(online):
+        exec(compile(src, f"03_clip.py:online cell {i}", "exec"), namespace)
+    ours = namespace["ours"]
+    assert ours.shape == (2, len(namespace["class_names"]))
+    assert torch.allclose(ours.sum(-1), torch.ones(2), atol=1e-5)
+    assert isinstance(namespace["real"], CLIP) and namespace["real"].config.text.pool == "argmax"
