@@ -328,3 +328,19 @@ def test_tiling_viewer_numbers_and_build():
         tiling.internvl_figure(torch.zeros(3, 8, 8))
     with pytest.raises(ValueError):
         tiling.tiling_viewer({})
+
+
+def test_detail_recipe_scales_its_step_budget(monkeypatch):
+    import copy
+
+    from vislab.recipes import detail
+
+    # the step count is the subject here; the (slow) evaluation on test canvases is tested elsewhere
+    monkeypatch.setattr(detail, "evaluate", lambda model, canvases, pipeline: {"glyph": 0.0, "relation": 0.0})
+
+    config = copy.deepcopy(detail.CONFIG)
+    config["train"].update(steps=2, canvases_per_size=2, crops_per_canvas=1, batch_size=4)
+    for scale in (1, 3):
+        metrics = detail.train(detail.build(config), seed=0, device="cpu", config=config, progress=False,
+                               scale=scale)
+        assert metrics["steps"] == 2 * scale

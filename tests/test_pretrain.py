@@ -194,3 +194,40 @@ def test_main_trains_to_out(toy, tmp_path, capsys, restore_threads):
     assert meta["command"].startswith(f"python -m vislab.pretrain {NAME} --out ")
     assert "--seed 7" in meta["command"]
     assert f"{NAME}:" in capsys.readouterr().out
+
+
+# ---- budgets on a GPU ----------------------------------------------------------------------------------
+
+def test_budget_scale_is_one_on_cpu_and_larger_on_cuda():
+    from vislab.runtime import GPU_BUDGET_SCALE, budget_scale, scaled_steps
+
+    assert budget_scale("cpu") == 1 and budget_scale(torch.device("cpu")) == 1
+    assert budget_scale(torch.device("cuda")) == GPU_BUDGET_SCALE > 1      # no GPU needed to ask
+    assert scaled_steps(300, "cpu") == 300 and scaled_steps(300, "cuda") == 300 * GPU_BUDGET_SCALE
+    with pytest.raises(TypeError, match="device"):
+        budget_scale(3)
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match="positive int"):
+            scaled_steps(bad, "cpu")
+
+
+def test_train_recipe_passes_scale_to_recipes_that_take_it(toy, tmp_path, monkeypatch, capsys):
+    seen = {}
+
+    def scalable(model, seed, device, max_seconds, scale=1):
+        seen["scale"] = scale
+        return train(model, seed, device, max_seconds)
+
+    monkeypatch.setitem(recipes._REGISTRY, NAME, Recipe(name=NAME, build=build, train=scalable, config=toy.config))
+    _, meta = pretrain.train_recipe(NAME, device="cpu", out=tmp_path / "a", scale=3)
+    assert seen["scale"] == 3 and meta["scale"] == 3 and meta["command"].endswith("--scale 3")
+    _, meta = pretrain.train_recipe(NAME, device="cpu", out=tmp_path / "b")        # CPU default: 1, not passed
+    assert seen["scale"] == 1 and meta["scale"] == 1 and "--scale" not in meta["command"]
+    with pytest.raises(ValueError, match="positive int"):
+        pretrain.train_recipe(NAME, device="cpu", out=tmp_path / "c", scale=0)
+
+
+def test_train_recipe_with_a_fixed_budget_says_so_and_trains_at_scale_one(toy, tmp_path, capsys):
+    _, meta = pretrain.train_recipe(NAME, device="cpu", out=tmp_path / "toy", scale=4)
+    assert meta["scale"] == 1
+    assert "fixed step budget" in capsys.readouterr().out

@@ -13,7 +13,8 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "make_generator", "set_threads", "setup", "on_colab"]
+__all__ = ["get_device", "seed_everything", "make_generator", "set_threads", "setup", "on_colab", "budget_scale",
+           "scaled_steps", "GPU_BUDGET_SCALE"]
 
 # Measured by benchmarks/threads.py on the course's 2-core reference machine: a tiny
 # ViT training step runs faster and far less noisily with one intra-op thread than with
@@ -89,6 +90,32 @@ def set_threads(n: int | None = None) -> int:
 
     _BLAS_LIMIT = threadpool_limits(limits=n)
     return n
+
+
+GPU_BUDGET_SCALE = 4   # a Colab T4 runs the course's small models about 10-30x faster than 2 CPU cores
+
+
+def budget_scale(device) -> int:
+    """How many times the CPU step budget a training gets on ``device``: 1 on CPU (and MPS),
+    :data:`GPU_BUDGET_SCALE` on CUDA.
+
+    Budgets are counted in steps, so that a run is reproducible; on a GPU the same steps take a
+    fraction of the time, and a longer schedule (same batch, learning rate and warm-up fraction,
+    more steps) buys a better model in about the wall time the CPU run needs. Chapters that
+    assert a learning result assert what the CPU budget reaches, so the bar holds on both.
+    """
+    if isinstance(device, str):
+        device = torch.device(device)
+    if not isinstance(device, torch.device):
+        raise TypeError(f"device must be a torch.device or a string such as 'cuda', got {type(device).__name__}")
+    return GPU_BUDGET_SCALE if device.type == "cuda" else 1
+
+
+def scaled_steps(steps: int, device) -> int:
+    """``steps`` times :func:`budget_scale` of ``device`` (the CPU budget on CPU)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    return steps * budget_scale(device)
 
 
 def on_colab() -> bool:

@@ -244,9 +244,12 @@ def build(config: dict) -> internvit.MiniInternVL:
 
 
 def train(model, seed: int, device, max_seconds=None, config: dict = CONFIG, progress: bool = True,
-          callback=None) -> dict:
-    """Train on views of fresh canvases of every size; return test accuracies per pipeline."""
+          callback=None, scale: int = 1) -> dict:
+    """Train on views of fresh canvases of every size; return test accuracies per pipeline.
+
+    ``scale`` multiplies the step budget (``python -m vislab.pretrain`` passes 4 on a GPU)."""
     t = config["train"]
+    steps = t["steps"] * scale
     views, labels = [], {"glyph": [], "relation": []}
     for k, size in enumerate(CANVAS_SIZES):
         c = make_canvases(t["canvases_per_size"], size, seed=seed * 100 + k, split="train")
@@ -272,8 +275,8 @@ def train(model, seed: int, device, max_seconds=None, config: dict = CONFIG, pro
         return sum(losses.values()), acc
 
     opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=t["lr"], total_steps=t["steps"], pct_start=0.1)
-    hist = fit(model, loss_fn, batches, opt, t["steps"], scheduler=sched, max_seconds=max_seconds,
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=t["lr"], total_steps=steps, pct_start=0.1)
+    hist = fit(model, loss_fn, batches, opt, steps, scheduler=sched, max_seconds=max_seconds,
                desc="detail_glyphs", progress=progress, callback=callback, log_every=10)
     model.cpu().eval()
     metrics = {"train_seconds": round(hist.seconds, 1), "steps": hist.steps_done,
