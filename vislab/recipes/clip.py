@@ -253,8 +253,10 @@ def _curves(hist, every: int = 10) -> dict:
             "logit_scale": [round(hist.metrics["logit_scale"][i], 3) for i in idx]}
 
 
-def train(model: CLIP, seed: int, device, max_seconds: float | None) -> dict:
+def train(model: CLIP, seed: int, device, max_seconds: float | None, scale: int = 1) -> dict:
     """The recipe: :func:`train_clip` with :data:`CONFIG`, then :func:`evaluate`.
+
+    ``scale`` multiplies the step budget (``python -m vislab.pretrain`` passes 4 on a GPU).
 
     With ``CONFIG["ablation"]`` it then trains a twin (same initial weights, seed and steps)
     on ShapeWorld's full captions only and stores its evaluation under
@@ -263,7 +265,9 @@ def train(model: CLIP, seed: int, device, max_seconds: float | None) -> dict:
     twin_state = {k: v.clone() for k, v in model.state_dict().items()}
     share = None if max_seconds is None else max_seconds / (2 if CONFIG.get("ablation") else 1)
     t0 = time.perf_counter()
-    hist = train_clip(model, CONFIG, seed=seed, device=device, max_seconds=share, log_every=1, progress=True)
+    steps = CONFIG["steps"] * scale
+    hist = train_clip(model, CONFIG, seed=seed, device=device, steps=steps, max_seconds=share, log_every=1,
+                      progress=True)
     seconds = time.perf_counter() - t0
     metrics = evaluate(model, CONFIG, device=device)
     metrics.update(train_seconds=round(seconds, 1), steps=hist.steps_done, stopped_early=hist.stopped_early,
@@ -272,8 +276,8 @@ def train(model: CLIP, seed: int, device, max_seconds: float | None) -> dict:
         twin = build(CONFIG).to(device)
         twin.load_state_dict(twin_state)
         t1 = time.perf_counter()
-        th = train_clip(twin, CONFIG, seed=seed, device=device, max_seconds=share, vary=False, log_every=10,
-                        progress=True)
+        th = train_clip(twin, CONFIG, seed=seed, device=device, steps=steps, max_seconds=share, vary=False,
+                        log_every=10, progress=True)
         metrics["full_captions_only"] = {**evaluate(twin, CONFIG, device=device), "steps": th.steps_done,
                                          "train_seconds": round(time.perf_counter() - t1, 1),
                                          "final_loss": round(th.smoothed("loss", 2)[-1], 4)}

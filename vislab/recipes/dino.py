@@ -219,14 +219,15 @@ def build(config: dict) -> DINO:
     return DINO(DINOConfig.from_dict(config))
 
 
-def train(model: DINO, seed: int, device, max_seconds: float | None) -> dict:
-    """Train for :data:`STEPS` steps and measure the teacher's shape probes (k-NN every 250 steps)."""
+def train(model: DINO, seed: int, device, max_seconds: float | None, scale: int = 1) -> dict:
+    """Train for :data:`STEPS` steps (times ``scale``: ``python -m vislab.pretrain`` passes 4 on a
+    GPU) and measure the teacher's shape probes (k-NN every 250 steps)."""
     data = probe_set()
 
     def eval_fn(m):
         return evaluate(m.encoder, data, linear=False)
 
-    hist = train_dino(model, STEPS, BATCH_SIZE, lr=LR, seed=seed, max_seconds=max_seconds, device=device,
+    hist = train_dino(model, STEPS * scale, BATCH_SIZE, lr=LR, seed=seed, max_seconds=max_seconds, device=device,
                       eval_fn=eval_fn, eval_every=250, progress=True)
     metrics = {k: round(v, 4) for k, v in evaluate(model.encoder, data).items()}
     metrics.update(steps=hist.steps_done, images_seen=hist.steps_done * BATCH_SIZE,

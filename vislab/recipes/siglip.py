@@ -196,8 +196,10 @@ def build(config: dict) -> SigLIP:
     return SigLIP(SigLIPConfig.from_dict(config["model"]))
 
 
-def train(model, seed: int, device, max_seconds=None) -> dict:
-    train_contrastive(model, "sigmoid", CONFIG["batch_size"], CONFIG["examples"], seed, lr=CONFIG["lr"],
+def train(model, seed: int, device, max_seconds=None, scale: int = 1) -> dict:
+    """Train on :data:`CONFIG`'s examples (times ``scale``: ``python -m vislab.pretrain`` passes 4 on
+    a GPU), then evaluate."""
+    train_contrastive(model, "sigmoid", CONFIG["batch_size"], CONFIG["examples"] * scale, seed, lr=CONFIG["lr"],
                       device=device, max_seconds=max_seconds, progress=True)
     metrics = evaluate(model)
     metrics.update({"logit_scale": model.logit_scale.exp().item(), "logit_bias": model.logit_bias.item()})
