@@ -398,3 +398,54 @@ def test_codebook_viewer_builds_a_widget():
     slider.value = 2
     assert {k for _, k in menu.options} == set(idx[2].flatten().tolist())
     assert picture.value != before
+
+
+# -- the recipes (built, not trained) ------------------------------------------------------------
+
+def test_recipes_build_from_json_configs():
+    import json
+
+    from vislab import recipes
+    from vislab.fusion import EarlyFusion
+
+    for name in ("vqvae_shapes", "vqgan_shapes", "vq_sweep_shapes", "fusion_shapes"):
+        r = recipes.get(name)
+        config = json.loads(json.dumps(r.config))          # what the checkpoint's JSON stores
+        model = r.build(config)
+        assert isinstance(model, torch.nn.Module)
+    sweep = recipes.get("vq_sweep_shapes").build(recipes.get("vq_sweep_shapes").config)
+    assert set(sweep) == {"g4_k16", "g4_k128", "g4_k1024", "g4_cont", "g8_k16", "g8_k128", "g8_k1024", "g8_cont"}
+    assert sweep["g4_k16"].config.grid == (4, 4) and not sweep["g8_cont"].config.quantize
+    fusion = recipes.get("fusion_shapes").build(recipes.get("fusion_shapes").config)
+    assert isinstance(fusion, EarlyFusion) and fusion.tokens_per_image == 64
+
+
+def test_tokenizer_batches_are_deterministic_and_mixed():
+    from vislab.recipes.vq import tokenizer_batch
+
+    a = tokenizer_batch(3, 8, seed=1)
+    assert a.shape == (8, 3, 32, 32) and torch.equal(a, tokenizer_batch(3, 8, seed=1))
+    assert not torch.equal(a, tokenizer_batch(4, 8, seed=1))
+    corner = a[:, :, :2, :2].flatten(1).abs().sum(1)     # clean scenes have black corners more often
+    assert corner[:4].sum() < corner[4:].sum()
+    images, labels = tokenizer_batch(0, 6, labels=True, max_shapes=1)
+    assert set(labels) == {"shape", "color", "size", "position"} and labels["shape"].shape == (6,)
+
+
+def test_fusion_recipe_uses_the_shipped_tokenizer_and_the_vits_sizes():
+    from vislab import recipes
+    from vislab.fusion import EarlyFusion, FusionConfig
+    from vislab.pretrain import load_or_train
+    from vislab.recipes.vq import fusion_world, load_fusion_tokenizer
+
+    r = recipes.get("fusion_shapes")
+    model = r.build(r.config)
+    meta = load_fusion_tokenizer(model)
+    assert meta["name"] == "vqvae_shapes" and not any(p.requires_grad for p in model.tokenizer.parameters())
+    source, _ = load_or_train("vqvae_shapes", device="cpu")
+    torch.testing.assert_close(model.tokenizer.quantizer.codebook.weight, source.quantizer.codebook.weight)
+    bad = EarlyFusion(FusionConfig.from_dict(dict(r.config, tokenizer=dict(r.config["tokenizer"], num_codes=256))))
+    with pytest.raises(ValueError, match="vqvae_shapes"):
+        load_fusion_tokenizer(bad)
+    labels = fusion_world().sample(64, "train", seed=0).labels
+    assert set(labels["size"].tolist()) == {1, 2} and set(labels["count"].tolist()) == {1}

@@ -3,7 +3,7 @@
     python -m vislab.pretrain vqvae_shapes      # VQ-VAE, 512 codes, EMA + dead-code restart
     python -m vislab.pretrain vqgan_shapes      # the same + perceptual, PatchGAN, adaptive weight
     python -m vislab.pretrain vq_sweep_shapes   # 8 small tokenizers: grid 4x4 / 8x8 × K, + continuous
-    python -m vislab.pretrain fusion_shapes     # Chameleon-style Transformer on vqgan_shapes' codes
+    python -m vislab.pretrain fusion_shapes     # Chameleon-style Transformer on vqvae_shapes' codes
 
 Data: 32×32 ShapeWorld, half clean scenes (black background, ``nuisance="none"``), half with
 nuisance (``"medium"``: textures, rotation, jitter), one or two shapes. The fusion model uses
@@ -19,14 +19,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from vislab import vq
-from vislab.fusion import EarlyFusion, FusionConfig, fusion_loss
+from vislab.fusion import EarlyFusion, FusionConfig, build_sequences, fusion_loss
 from vislab.recipes import Recipe, register
 from vislab.shapes import COLORS, POSITIONS, SHAPES, SIZES, ShapeWorld
 from vislab.train import fit
 
 __all__ = ["IMAGE_SIZE", "clean_world", "nuisance_world", "fusion_world", "tokenizer_batch",
            "tokenizer_test_set", "evaluate_tokenizer", "train_perceptual", "perceptual_accuracy",
-           "train_vqgan", "SWEEP", "sweep_configs"]
+           "train_vqgan", "SWEEP", "sweep_configs", "load_fusion_tokenizer"]
 
 IMAGE_SIZE = 32
 LABEL_HEADS = (("shape", len(SHAPES)), ("color", len(COLORS)), ("size", len(SIZES)),
@@ -42,8 +42,12 @@ def nuisance_world() -> ShapeWorld:
 
 
 def fusion_world() -> ShapeWorld:
-    """Clean single-shape scenes: "a small red circle in the top left" fixes the picture."""
-    return ShapeWorld(image_size=IMAGE_SIZE, nuisance="none", max_shapes=1)
+    """Clean single-shape scenes: "a large red circle in the top left" fixes the picture.
+
+    Medium and large shapes only: the sizes chapter 2's ViT (``vit_shapes``), which grades the
+    generated images, was trained to read.
+    """
+    return ShapeWorld(image_size=IMAGE_SIZE, nuisance="none", max_shapes=1, sizes=(1, 2))
 
 
 def tokenizer_batch(step: int, batch_size: int = 32, seed: int = 0, split: str = "train", labels: bool = False,
@@ -279,10 +283,12 @@ register(Recipe(
 # Early fusion
 # ----------------------------------------------------------------------------------------------
 
-FUSION_CONFIG = dict(context_length=16, tokenizer={k: v for k, v in VQVAE_CONFIG.items()}, dim=128, depth=4,
-                     heads=4, mlp_ratio=4, dropout=0.0)
-FUSION_STEPS = 1200
+FUSION_CONFIG = dict(context_length=16, tokenizer=VQVAE_CONFIG, dim=128, depth=3, heads=4, mlp_ratio=4,
+                     dropout=0.0)
+FUSION_STEPS = 2000
 FUSION_BATCH = 32
+FUSION_LR = 2e-3
+FUSION_TEXT_FIRST = 0.75         # share of caption -> image sequences (the harder direction)
 FUSION_TRAIN_IMAGES = 16384
 
 
@@ -290,17 +296,23 @@ def _build_fusion(config: dict) -> EarlyFusion:
     return EarlyFusion(FusionConfig.from_dict(config))
 
 
-def _load_tokenizer_into(model: EarlyFusion, device) -> dict:
-    """Copy vqgan_shapes' encoder, quantiser and decoder into the fusion model's tokenizer."""
+def load_fusion_tokenizer(model: EarlyFusion, device="cpu") -> dict:
+    """Stage 1, as in Chameleon: a tokenizer trained first and then frozen; here the shipped ``vqvae_shapes``.
+
+    Its MSE-trained decoder draws clean scenes as they are (``vqgan_shapes``' adversarial loss paints
+    texture onto the black background, plausible detail in the wrong place for a picture graded on
+    its outline). Returns the tokenizer checkpoint's metadata.
+    """
     from vislab.pretrain import load_or_train
 
-    gan, meta = load_or_train("vqgan_shapes", device="cpu")
-    own = model.tokenizer.state_dict()
-    src = gan.state_dict()
-    missing = [k for k in own if k not in src]
-    if missing:
-        raise ValueError(f"vqgan_shapes lacks tokenizer tensors {missing}; retrain it")
+    source, meta = load_or_train("vqvae_shapes", device="cpu")
+    own, src = model.tokenizer.state_dict(), source.state_dict()
+    wrong = [k for k in own if k not in src or src[k].shape != own[k].shape]
+    if wrong:
+        raise ValueError(f"vqvae_shapes does not fit the fusion tokenizer (tensors {wrong[:4]}); "
+                         "FUSION_CONFIG['tokenizer'] must equal VQVAE_CONFIG")
     model.tokenizer.load_state_dict({k: src[k] for k in own})
+    model.tokenizer.requires_grad_(False)
     model.tokenizer.to(device).eval()
     return meta
 
@@ -311,29 +323,29 @@ def _tokenize_all(model: EarlyFusion, images: torch.Tensor, device, chunk: int =
                       for i in range(0, len(images), chunk)])
 
 
-def _train_fusion(model: EarlyFusion, seed, device, max_seconds, steps=FUSION_STEPS, batch_size=FUSION_BATCH):
-    tok_meta = _load_tokenizer_into(model, device)
-    world = fusion_world()
-    data = world.sample(FUSION_TRAIN_IMAGES, "train", seed=seed)
+def _train_fusion(model: EarlyFusion, seed, device, max_seconds, steps=FUSION_STEPS, batch_size=FUSION_BATCH,
+                  lr=FUSION_LR, text_first=FUSION_TEXT_FIRST, n_images=FUSION_TRAIN_IMAGES):
+    tok_meta = load_fusion_tokenizer(model, device)
+    data = fusion_world().sample(n_images, "train", seed=seed)
     codes = _tokenize_all(model, data.images, device)                         # (n, h, w)
     caption_ids = model.text(data.captions)                                   # (n, L)
     g = torch.Generator().manual_seed(seed)
 
     def batches(step):
         idx = torch.randint(len(codes), (batch_size,), generator=g)
-        order = torch.rand(batch_size, generator=g) < 0.5                    # half caption->image
-        from vislab.fusion import build_sequences
+        order = torch.rand(batch_size, generator=g) < text_first              # True: caption -> image
         return build_sequences(model.vocab, caption_ids[idx], codes[idx], order).to(device)
 
-    model.tokenizer.eval()
-    opt = torch.optim.AdamW(model.transformer.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=steps, pct_start=0.05)
+    opt = torch.optim.AdamW(model.transformer.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.05)
     hist = fit(model.transformer, lambda m, b: fusion_loss(m, b, model.vocab.pad_id), batches, opt, steps,
                scheduler=sched, grad_clip=1.0, max_seconds=max_seconds, desc="early fusion", progress=False,
                log_every=50)
     model.eval()
-    metrics = {"steps": hist.steps_done, "stopped_early": hist.stopped_early,
-               "final_loss": round(hist.smoothed("loss")[-1], 4), "tokenizer_seconds": tok_meta.get("seconds")}
+    metrics = {"tokenizer": "vqvae_shapes", "tokenizer_seconds": tok_meta.get("seconds"),
+               "steps": hist.steps_done, "stopped_early": hist.stopped_early,
+               "final_loss": round(hist.smoothed("loss")[-1], 4),
+               "final_token_acc": round(hist.smoothed("token_acc")[-1], 4)}
     metrics.update(_fusion_eval(model, seed))
     return metrics
 
@@ -350,4 +362,4 @@ def _fusion_eval(model: EarlyFusion, seed: int, n: int = 128) -> dict:
 
 register(Recipe(
     name="fusion_shapes", build=_build_fusion, train=_train_fusion, config=FUSION_CONFIG, seed=0, dtype="float16",
-    description="Chameleon-style early fusion: one causal Transformer over caption words + vqgan_shapes codes"))
+    description="Chameleon-style early fusion: vqvae_shapes' codes (8x8 of 512) + one causal Transformer over words and codes"))
