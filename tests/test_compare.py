@@ -50,6 +50,7 @@ def test_probe_data(data):
     assert len(data.single["train"]) == 60 and len(data.single["test"]) == 30
     assert len(data.pairs["train"]) == 60 and set(data.relation["train"].tolist()) <= {0, 1}
     assert data.dense["test"].shape == (30, 4, 4)
+    assert len(data.grid["train"]) == 60
     assert set(data.multi["train"].labels["count"].tolist()) <= {1, 2, 3}
     again = compare.probe_data(60, 30, seed=0)
     assert torch.equal(again.single["test"].images, data.single["test"].images)
@@ -67,6 +68,7 @@ def test_pixel_and_random_encoders(data):
     assert rnd.parameters > 0 and pix.parameters == 0 and not rnd.has_text
     f = compare.features(rnd, data)
     assert f["single"]["train"].shape == (60, 64) and f["dense"]["test"].shape == (30 * 16, 64)
+    assert f["grid"]["test"].shape == (30, 64)
     res = compare.run_probes(rnd, f, data)
     assert set(res) == set(compare.PROBES)
     assert math.isnan(res["zero_shot"]) and math.isnan(res["retrieval"])

@@ -10,7 +10,9 @@ The suite (:data:`PROBES`), on one family of 32-pixel ShapeWorld scenes (black b
 continuous positions, medium and large shapes, the union of what the encoders were trained on):
 
 - semantic: the shape (7) and the colour (8) of a single shape, by a linear probe and by k-NN;
-  zero-shot shape (text towers only); image → caption retrieval R@1 (text towers only);
+  the shape again on scenes whose shape sits on the 3x3 grid of positions (CLIP's and SigLIP's
+  training distribution: how much of a gap is distribution shift); zero-shot shape (text towers
+  only); image → caption retrieval R@1 (text towers only);
 - spatial: the 3x3 cell of a single shape (linear); the left/right relation of two shapes bound
   to their identity ("is the shape that comes first in SHAPES on the left?", linear); the number
   of shapes, 1 to 3 (linear);
@@ -69,6 +71,7 @@ PROBES: dict[str, tuple[str, str]] = {
     "shape_knn": ("semantic", "shape of one object (7), 20-NN"),
     "color_linear": ("semantic", "colour of one object (8), linear probe"),
     "color_knn": ("semantic", "colour of one object (8), 20-NN"),
+    "shape_grid": ("semantic", "shape of one object on the 3x3 grid of positions (7), linear probe"),
     "zero_shot": ("semantic", "shape from text prompts alone (text towers)"),
     "retrieval": ("semantic", "image -> its caption among the test captions, R@1 (text towers)"),
     "position": ("spatial", "3x3 cell of one object (9), linear probe"),
@@ -247,11 +250,12 @@ def random_vit_encoder(seed: int = 0, device="cpu") -> Encoder:
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class ProbeData:
-    """The suite's scenes: ``single`` (one shape), ``multi`` (1-3 shapes), ``pairs`` (two distinct
-    distinct shapes), each a dict ``{"train": ShapeBatch, "test": ShapeBatch}``; ``relation``
+    """The suite's scenes: ``single`` (one shape), ``grid`` (one shape on the 3x3 grid of positions),
+    ``multi`` (1-3 shapes), ``pairs`` (two distinct shapes), each a dict ``{"train": ShapeBatch, "test": ShapeBatch}``; ``relation``
     and ``dense`` hold the derived labels ``{"train": (n,), "test": (n,)}`` / ``(n, G, G)``."""
 
     single: dict
+    grid: dict
     multi: dict
     pairs: dict
     relation: dict
@@ -311,11 +315,13 @@ def probe_data(n_train: int = 2000, n_test: int = 1000, seed: int = 0, world: di
         raise ValueError(f"n_train must be >= 50 and n_test >= 20, got {n_train}, {n_test}")
     w = dict(WORLD if world is None else world)
     single = ShapeWorld(**w, max_shapes=1)
+    on_grid = ShapeWorld(**{**w, "position": "grid"}, max_shapes=1)
     multi = ShapeWorld(**w, min_shapes=1, max_shapes=3)
     pairs = ShapeWorld(**w, min_shapes=2, max_shapes=2)
-    out = {"single": {}, "multi": {}, "pairs": {}, "relation": {}, "dense": {}}
+    out = {"single": {}, "grid": {}, "multi": {}, "pairs": {}, "relation": {}, "dense": {}}
     for split, n, s in (("train", n_train, seed), ("test", n_test, seed + 1)):
         out["single"][split] = single.sample(n, split, seed=s)
+        out["grid"][split] = on_grid.sample(n, split, seed=s)
         out["multi"][split] = multi.sample(n, split, seed=s)
         p = pairs.sample(int(n * 1.3), split, seed=s)
         rel = relation_labels(p)
@@ -353,16 +359,17 @@ def _extract(encoder: Encoder, images: torch.Tensor, batch_size: int, device, de
 @torch.no_grad()
 def features(encoder: Encoder, data: ProbeData, batch_size: int = 250, device="cpu") -> dict:
     """Every feature the probes read, as numpy arrays: ``{set: {split: (n, D)}}`` for
-    ``single``, ``multi``, ``pairs`` (global features), ``dense`` (``(n*G*G, D)``, cells in row-major
+    ``single``, ``grid``, ``multi``, ``pairs`` (global features), ``dense`` (``(n*G*G, D)``, cells in row-major
     order, from the ``multi`` scenes), ``embed`` (aligned image embeddings of ``single``, text towers
     only)."""
     if not isinstance(encoder, Encoder):
         raise TypeError(f"expected an Encoder (vislab.compare.load_encoder), got {type(encoder).__name__}")
-    out = {"single": {}, "multi": {}, "pairs": {}, "dense": {}}
+    out = {"single": {}, "grid": {}, "multi": {}, "pairs": {}, "dense": {}}
     if encoder.has_text:
         out["embed"] = {}
     for split in ("train", "test"):
         out["single"][split], _ = _extract(encoder, data.single[split].images, batch_size, device, False)
+        out["grid"][split], _ = _extract(encoder, data.grid[split].images, batch_size, device, False)
         out["pairs"][split], _ = _extract(encoder, data.pairs[split].images, batch_size, device, False)
         out["multi"][split], out["dense"][split] = _extract(encoder, data.multi[split].images, batch_size, device,
                                                             True)
@@ -422,6 +429,9 @@ def run_probes(encoder: Encoder, feats: dict, data: ProbeData, probes=None, k: i
             label = name.split("_")[0]
             args = (feats["single"]["train"], s["train"].labels[label], feats["single"]["test"], s["test"].labels[label])
             res[name] = linear_probe_accuracy(*args) if name.endswith("linear") else knn_accuracy(*args, k=k)
+        elif name == "shape_grid":
+            res[name] = linear_probe_accuracy(feats["grid"]["train"], data.grid["train"].labels["shape"],
+                                              feats["grid"]["test"], data.grid["test"].labels["shape"])
         elif name == "position":
             res[name] = linear_probe_accuracy(feats["single"]["train"], s["train"].labels["position"],
                                               feats["single"]["test"], s["test"].labels["position"])
@@ -462,7 +472,7 @@ def ensemble(feature_sets: list) -> dict:
     if len(feature_sets) < 2:
         raise ValueError("ensemble needs the features of at least two encoders")
     out = {}
-    for key in ("single", "multi", "pairs", "dense"):
+    for key in ("single", "grid", "multi", "pairs", "dense"):
         out[key] = {}
         for split in ("train", "test"):
             parts = [f[key][split] for f in feature_sets]

@@ -75,8 +75,8 @@ def bar_figure(results: dict, probe: str | None = None, encoder: str | None = No
             ax.text(1 if math.isnan(v) else v + 1, i, "n/a (no text tower)" if math.isnan(v) else f"{v:.1f}",
                     va="center", fontsize=8)
         if chance and probe in chance:
-            ax.axvline(100 * chance[probe], color="k", ls="--", lw=1, label="chance")
-            ax.legend(loc="lower right", fontsize=8)
+            ax.axvline(100 * chance[probe], color="k", ls="--", lw=1)
+            ax.text(100 * chance[probe], -0.7, " chance", fontsize=7, va="bottom")
         ax.set_title(f"{probe}: {PROBES.get(probe, ('', ''))[1]}", fontsize=9)
     else:
         if encoder not in results:
@@ -90,7 +90,7 @@ def bar_figure(results: dict, probe: str | None = None, encoder: str | None = No
         if chance:
             ax.scatter([j for j, p in enumerate(probes) if p in chance], [100 * chance[p] for p in probes if p in chance],
                        marker="_", s=300, color="k", label="chance")
-            ax.legend(loc="upper right", fontsize=8)
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
         ax.set_title(f"{encoder}: every probe (blue semantic, orange spatial, green dense)", fontsize=9)
     ax.set_xlim(0, 110) if probe is not None else ax.set_ylim(0, 110)
     fig.tight_layout()
