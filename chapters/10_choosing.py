@@ -277,6 +277,10 @@ _ = check.at_least(R["clip_shapes"]["shape_grid"] - R["clip_shapes"]["shape_line
                    "CLIP: shape on its own grid of positions over continuous positions (distribution shift)")
 _ = check.at_least(R["vit_shapes"]["dense_shape"] - R["pixels"]["dense_shape"], 0.1,
                    "supervised ViT's patches over raw pixel patches, dense shape probe")
+_ = check.at_most(max(R[n]["relation"] for n in trained), 0.65,
+                  "best relation probe of any trained encoder (none binds which shape is where)")
+_ = check.at_least(R["clip_shapes"]["zero_shot"] - R["siglip_shapes"]["zero_shot"], 0.05,
+                   "CLIP's zero-shot over SigLIP's at this scale")
 
 # %% [markdown]
 # **Reading the table.** Three patterns stand out, and each has a reason in the objective:
