@@ -386,7 +386,7 @@ claims.append(("ConvNeXt", "strong: inductive bias",
                f"{vit_meta['metrics']['test_acc']:.1%} after {vit_meta['metrics']['images_seen']:,}",
                verdict(cnn_meta["metrics"]["test_acc"] >= 0.99
                        and cnn_meta["metrics"]["images_seen"] < vit_meta["metrics"]["images_seen"])))
-claims.append(("ConvNeXt", "weak: slow on long sequences", "timed against the ViT at 32-128 px in section 9",
+claims.append(("ConvNeXt", "weak: slow on long sequences", "timed against the ViT at 32-192 px in section 9",
                "see §9"))
 table_md = ["| encoder | the notes say | measured here | verdict |", "|---|---|---|---|"]
 table_md += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in claims]
