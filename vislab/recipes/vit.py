@@ -33,10 +33,12 @@ __all__ = ["TASK", "MODEL", "TRAIN", "QUICK", "QUICK_POOL", "adamw", "training_p
 TASK = dict(image_size=32, nuisance="none", position="continuous", sizes=(1, 2))
 MODEL = ViTConfig(image_size=32, patch_size=8, dim=64, depth=4, heads=4, num_classes=len(SHAPES))
 TRAIN = dict(steps=2000, batch_size=64, lr=3e-3, weight_decay=0.05, warmup=50, chunk=2048, test_size=2000)
-# The chapter's in-notebook run: same model, a shorter budget (about 45 s on one CPU thread), batches
-# from a fixed pool of 16,000 training scenes (drawn once, shared by the runs it is compared with).
-QUICK = dict(steps=1000, batch_size=64, lr=3e-3)
-QUICK_POOL = 16000
+# The chapter's in-notebook run: same model, a shorter budget (400 steps: about 25 s on one idle CPU
+# thread), batches from a fixed pool of 8,000 training scenes (drawn once, shared by the runs it is
+# compared with). Measured (1000 test scenes): 94.3%, 94.7%, 89.8% for seeds 0, 1, 2; lr 3e-3 gave
+# 78.8% in 400 steps (95.6% in 600), lr 6e-3 diverged (31%), 300 steps at 2e-3 gave 70% and 73%.
+QUICK = dict(steps=400, batch_size=64, lr=2e-3, warmup=50)
+QUICK_POOL = 8000
 
 
 def shapeworld(image_size=TASK["image_size"]) -> ShapeWorld:
