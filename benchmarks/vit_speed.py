@@ -30,9 +30,28 @@ medians of 5 rounds)::
        257  train          21.8     50.0   2.29
     -> the fused path is at least as fast in every row: the plain call uses it.
 
-    vislab vs transformers (images/s)
-    see the table printed by the script; the last run is recorded in the closing note
-    of issue 3 and in chapters/02_vit.py.
+    At chapter 2's width 64 (``--rounds 3 --reps 3``, 29 Nov 2026, the 2 cores shared with other
+    jobs, load average about 4): explicit/fused 5505/6203, 1640/1484 (train, 17 tokens: 0.90),
+    1228/1528, 413/417, 62/155, 29/58 images/s; the fused path wins or ties except the 17-token
+    training step, within that run's noise.
+
+    vislab vs transformers (images/s), width 64, ``--skip-paths --rounds 5 --reps 6``, same day
+    and load::
+
+    tokens  mode         vislab  transformers  ratio
+        17  inference    4958.8        5277.0   0.94
+        17  train         783.2         726.0   1.08
+        65  inference     783.2         890.1   0.88
+        65  train         269.0         295.7   0.91
+       257  inference     252.5         269.7   0.94
+       257  train          82.5          85.2   0.97
+
+    The goal (ratio >= 1.0 in every row) is not shown by this run. A shorter run the same
+    minute gave 1.03 / 0.48 / 0.90 / 0.88 / 0.98 / 0.93, so single rows move by 10% and more
+    with the neighbours' load. torch.profiler over 10 inference calls at 65 tokens (one thread)
+    put vislab's total CPU time at 760 ms against transformers' 784 ms (vislab's fused qkv
+    matmul is cheaper; its attention kernel on the strided q/k/v took 173 ms against 153 ms).
+    Rerun on a quiet machine before drawing a conclusion.
 """
 
 from __future__ import annotations
