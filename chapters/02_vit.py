@@ -373,7 +373,7 @@ print(f"seconds per step: vislab ViT {hist_vit.seconds / hist_vit.steps_done:.3f
 # warm-up trains fine; its known trouble (gradients that shrink towards the first layers and need
 # a careful warm-up, Xiong et al. 2020) grows with depth, and dropout 0.1 is a regulariser that
 # fresh, plentiful ShapeWorld scenes do not need. What the notes' layer costs is a little
-# **time**: each training step is somewhat slower (the ratio above; between 1.1x and 1.5x in our
+# **time**: each training step is somewhat slower (the ratio above; between 1.1x and 1.6x in our
 # runs on a shared machine), because `nn.TransformerEncoderLayer` in training mode runs dropout
 # three times per block and does not take PyTorch's fused fast path, while vislab's block calls
 # `scaled_dot_product_attention`. The two runs share a 55 s wall-clock guard: on a busy machine
