@@ -217,3 +217,17 @@ def test_recipes_build_and_match_the_teacher():
     # the scenes: one shape, black background, continuous positions
     batch = R.world().sample(4, "test", seed=0)
     assert batch.images.shape == (4, 3, 32, 32) and batch.labels["count"].eq(1).all()
+
+
+def test_teacher_recipe_is_clip_shapes_on_the_chapter_scenes():
+    from vislab import recipes
+    from vislab.recipes import clip as C
+    from vislab.recipes import eva as E
+    from vislab.recipes import mae as R
+
+    assert R.TEACHER == "eva_teacher_shapes" and E.TEACHER_CONFIG["init"] == "clip_shapes"
+    teacher, clip3 = recipes.get("eva_teacher_shapes"), recipes.get("clip_shapes")
+    assert teacher.build(teacher.config).config == clip3.build(clip3.config).config      # same architecture
+    assert C.tokenizer(teacher.config).vocab_size == C.tokenizer(clip3.config).vocab_size
+    w = C.world(teacher.config)
+    assert w.opts["position"] == "continuous" and w == R.world()                      # the student's scenes
