@@ -83,10 +83,10 @@ def lab(tmp_path_factory):
         log.close()
 
 
-KERNEL_IDLE = """() => {
+KERNEL_IDLE = """(path) => {
   const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
   const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-  return !!k && k.status === 'idle';
+  return !!k && k.status === 'idle' && w.context.path === path;
 }"""
 
 ALL_RUN = """() => {
@@ -98,8 +98,11 @@ ALL_RUN = """() => {
 
 
 def _open_and_run(page, lab, notebook: str, timeout_s: int = 300):
-    page.goto(f"{lab['url']}/lab/tree/{notebook}?token={lab['token']}")
-    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+    # a workspace of its own, reset, so that a notebook opened by an earlier test is not restored
+    # as the current tab (run-all acts on the current tab)
+    workspace = Path(notebook).stem
+    page.goto(f"{lab['url']}/lab/workspaces/{workspace}/tree/{notebook}?reset&token={lab['token']}")
+    page.wait_for_function(KERNEL_IDLE, arg=notebook, timeout=120_000)
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
     page.wait_for_function(ALL_RUN, timeout=timeout_s * 1000, polling=1000)
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] .ansi-red-fg, "
@@ -121,19 +124,25 @@ def _image_src(widget_box) -> str:
     return widget_box.locator("img").first.get_attribute("src") or ""
 
 
-def _move_slider_and_check(page, box, name: str):
+def _move_slider_and_check(page, box, name: str, slider: int = 0, text_changes: bool = True):
+    """Press ArrowRight on the viewer's ``slider``-th slider; wait until its picture (and, with
+    ``text_changes``, its first HTML text) changes; screenshots before and after."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     box.scroll_into_view_if_needed()
+    # JupyterLab 4 renders cells lazily: wait until the viewer's text and picture are drawn
+    page.wait_for_function("el => el.querySelector('.widget-html').innerText.trim().length > 0"
+                           " && (el.querySelector('img') || {}).src", arg=box.element_handle(), timeout=60_000)
     text_before = box.locator(".widget-html").first.inner_text()
     src_before = _image_src(box)
     assert src_before, "the viewer shows no picture"
     page.screenshot(path=str(ARTIFACTS / f"{name}-before.png"))
-    handle = box.locator(".noUi-handle, .ui-slider-handle").first
+    handle = box.locator(".noUi-handle, .ui-slider-handle").nth(slider)
     handle.focus()
     page.keyboard.press("ArrowRight")
-    page.wait_for_function(
-        "([el, before]) => el.querySelector('.widget-html').innerText !== before",
-        arg=[box.element_handle(), text_before], timeout=60_000)
+    if text_changes:
+        page.wait_for_function(
+            "([el, before]) => el.querySelector('.widget-html').innerText !== before",
+            arg=[box.element_handle(), text_before], timeout=60_000)
     page.wait_for_function("([el, before]) => (el.querySelector('img') || {}).src !== before",
                            arg=[box.element_handle(), src_before], timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / f"{name}-after.png"))
@@ -155,5 +164,25 @@ def test_patch_viewer_in_jupyterlab(lab):
             n_before = int(before.split(" tokens")[0].split("= ")[-1])
             n_after = int(after.split(" tokens")[0].split("= ")[-1])
             assert n_before == 197 and n_after != n_before, (before, after)
+        finally:
+            browser.close()
+
+
+def test_attention_viewer_in_jupyterlab(lab):
+    """Chapter 2's attention viewer: moving the image slider redraws the attention maps."""
+    from playwright.sync_api import sync_playwright
+
+    _offline_copy("vit", lab["folder"] / "02_vit.ipynb")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            _open_and_run(page, lab, "02_vit.ipynb", timeout_s=400)
+            viewers = page.locator(".widget-vbox").filter(has=page.locator(".widget-dropdown")).filter(
+                has=page.locator(".widget-checkbox"))
+            assert viewers.count() >= 1, "chapter 2 shows no attention viewer"
+            box = viewers.first
+            before, after = _move_slider_and_check(page, box, "02_attention_viewer", slider=0)
+            assert "image 1" in before and "image 2" in after, (before, after)
         finally:
             browser.close()

@@ -358,6 +358,14 @@ def test_attention_viewer_and_figure():
     assert len(fig.axes) == 3
     box = attention_viewer(x, maps, (4, 4), num_prefix_tokens=2, labels=["a", "b", "c"])
     assert box.children[-1].value[:4] == b"\x89PNG"
+    pick, lay, head = box.children[0].children
+    info, picture = box.children[2], box.children[3]
+    assert "image 1/3" in info.value and "layer 2/2" in info.value and "head mean" in info.value
+    before = picture.value
+    pick.value, head.value = 3, 1                               # sliders count from 1, as the text
+    assert "image 3/3" in info.value and "head 2" in info.value and picture.value != before
+    box.children[1].children[1].value = True                    # rollout
+    assert "rollout" in info.value and head.disabled
     with pytest.raises(ValueError, match="do not fit"):
         attention_viewer(x, maps, (4, 4), num_prefix_tokens=1)
     with pytest.raises(ValueError, match="empty"):

@@ -8,6 +8,8 @@ Shape legend: B images, L layers, h heads, T tokens (prefix + N), N = gh*gw patc
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import torch
 
@@ -125,7 +127,7 @@ def attention_viewer(images, attentions, grid, num_prefix_tokens: int = 1, label
         raise ValueError(f"layer must be in 0..{L - 1}, got {layer}")
     queries = [("CLS" if num_prefix_tokens else "token 0", 0)] if num_prefix_tokens else []
     queries += [(f"patch {k} (row {k // gw}, col {k % gw})", num_prefix_tokens + k) for k in range(gh * gw)]
-    pick = W.IntSlider(value=0, min=0, max=B - 1, description="image", continuous_update=False)
+    pick = W.IntSlider(value=1, min=1, max=B, description="image", continuous_update=False)
     lay = W.IntSlider(value=layer + 1, min=1, max=L, description="layer", continuous_update=False)
     head = W.Dropdown(options=[("mean", "mean")] + [(str(i + 1), i) for i in range(h)], value="mean",
                       description="head")
@@ -135,11 +137,13 @@ def attention_viewer(images, attentions, grid, num_prefix_tokens: int = 1, label
     info = W.HTML()
 
     def render(*_):
-        fig = attention_figure(images, attentions, grid, pick.value, lay.value - 1, head.value, query.value,
+        fig = attention_figure(images, attentions, grid, pick.value - 1, lay.value - 1, head.value, query.value,
                                roll.value, num_prefix_tokens, labels)
         picture.value = fig_to_png(fig)
         head.disabled = roll.value
-        info.value = ("<small>Rollout (Abnar &amp; Zuidema 2020) multiplies the head-averaged maps of layers "
+        state = (f"<b>image {pick.value}/{B} · layer {lay.value}/{L} · "
+                 + ("rollout" if roll.value else f"head {head.label}") + f" · query {html.escape(query.label)}</b><br>")
+        info.value = state + ("<small>Rollout (Abnar &amp; Zuidema 2020) multiplies the head-averaged maps of layers "
                       "1..layer, each mixed half-and-half with the identity for the residual path.</small>"
                       if roll.value else
                       "<small>One row of one softmax: how much this query token takes from each patch.</small>")
