@@ -162,8 +162,9 @@ def train_shapes(model, steps: int, batch_size: int = TRAIN["batch_size"], lr: f
                progress=progress, log_every=5)
 
 
-def _train(model, seed, device, max_seconds):
-    hist = train_shapes(model, TRAIN["steps"], seed=seed, device=device, max_seconds=max_seconds, progress=True)
+def _train(model, seed, device, max_seconds, scale=1):
+    """The recipe: ``TRAIN["steps"]`` (times ``scale``; 4 on a GPU via ``python -m vislab.pretrain``)."""
+    hist = train_shapes(model, TRAIN["steps"] * scale, seed=seed, device=device, max_seconds=max_seconds, progress=True)
     tx, ty = test_set()
     metrics = {"test_acc": round(evaluate_accuracy(model, tx.to(device), ty.to(device)), 4),
                "test_size": len(ty), "steps": hist.steps_done,

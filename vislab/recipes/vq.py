@@ -116,7 +116,9 @@ def _build_vqvae(config: dict) -> vq.VQVAE:
     return vq.VQVAE(vq.VQVAEConfig(**config))
 
 
-def _train_vqvae(model, seed, device, max_seconds, steps=TOKENIZER_STEPS, batch_size=TOKENIZER_BATCH, lr=1e-3):
+def _train_vqvae(model, seed, device, max_seconds, steps=TOKENIZER_STEPS, batch_size=TOKENIZER_BATCH, lr=1e-3,
+                 scale=1):
+    steps = steps * scale                   # scale: 4 on a GPU via `python -m vislab.pretrain`
     hist = fit(model, vq.vqvae_loss, lambda s: tokenizer_batch(s, batch_size, seed).to(device),
                _adam(model.parameters(), lr), steps, max_seconds=max_seconds, desc=f"VQ-VAE K={model.num_codes}",
                progress=False, log_every=50)
@@ -221,7 +223,8 @@ def _build_vqgan(config: dict) -> vq.VQGAN:
     return vq.VQGAN(vq.VQGANConfig(**cfg))
 
 
-def _train_vqgan(model, seed, device, max_seconds, steps=TOKENIZER_STEPS):
+def _train_vqgan(model, seed, device, max_seconds, steps=TOKENIZER_STEPS, scale=1):
+    steps = steps * scale                   # scale: 4 on a GPU via `python -m vislab.pretrain`
     metrics = train_perceptual(model.perceptual, seed, device)
     res = train_vqgan(model, steps, TOKENIZER_BATCH, seed, device, max_seconds=max_seconds)
     metrics.update(evaluate_tokenizer(model, device=device))
@@ -263,12 +266,12 @@ def _build_sweep(config: dict) -> nn.ModuleDict:
     return nn.ModuleDict({name: vq.VQVAE(cfg) for name, cfg in sweep_configs(config).items()})
 
 
-def _train_sweep(models, seed, device, max_seconds):
+def _train_sweep(models, seed, device, max_seconds, scale=1):
     metrics = {}
     share = None if max_seconds is None else max_seconds / len(models)
     for i, (name, model) in enumerate(models.items()):
         torch.manual_seed(seed + i)
-        m = _train_vqvae(model, seed, device, share, steps=SWEEP_STEPS, batch_size=TOKENIZER_BATCH, lr=2e-3)
+        m = _train_vqvae(model, seed, device, share, steps=SWEEP_STEPS * scale, batch_size=TOKENIZER_BATCH, lr=2e-3)
         metrics[name] = {k: m[k] for k in ("clean_mse", "nuisance_mse", "usage", "steps") if k in m}
     return metrics
 
@@ -324,7 +327,8 @@ def _tokenize_all(model: EarlyFusion, images: torch.Tensor, device, chunk: int =
 
 
 def _train_fusion(model: EarlyFusion, seed, device, max_seconds, steps=FUSION_STEPS, batch_size=FUSION_BATCH,
-                  lr=FUSION_LR, text_first=FUSION_TEXT_FIRST, n_images=FUSION_TRAIN_IMAGES):
+                  lr=FUSION_LR, text_first=FUSION_TEXT_FIRST, n_images=FUSION_TRAIN_IMAGES, scale=1):
+    steps = steps * scale                   # scale: 4 on a GPU via `python -m vislab.pretrain`
     tok_meta = load_fusion_tokenizer(model, device)
     data = fusion_world().sample(n_images, "train", seed=seed)
     codes = _tokenize_all(model, data.images, device)                         # (n, h, w)
