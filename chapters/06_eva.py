@@ -399,9 +399,9 @@ _ = check.at_least(teacher_zero_shot, 0.9, "the adapted teacher's zero-shot shap
 # image tower had learned grid-centred shapes. A student regressing those features would learn
 # the blind spot (we tried: its linear probe on shape was *below* MAE's). With the adapted teacher,
 # the student `eva_shapes` has *exactly* the MAE encoder's architecture and initialisation, saw
-# no caption (only the teacher's patch features), and trained for about the same time as MAE on
-# this machine: 1000 steps of 64 images (every step sees all 64 patches) against MAE's 2400 steps
-# (its encoder sees 16).
+# no caption (only the teacher's patch features), and trained for the same 2400 steps on the same
+# number of images as MAE (each of its steps costs more: all 64 patches go through the encoder,
+# against MAE's 16).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -442,21 +442,23 @@ ft_probe["eva"] = linear_probe_accuracy(tr, ft_sets["train"].labels["shape"], te
 print_finetune_table(["scratch", "mae", "eva"])
 
 # %%
-_ = check.at_least(table["EVA (CLIP features)"]["shape"] - table["MAE (pixels)"]["shape"], 0.0,
+_ = check.at_least(table["EVA (CLIP features)"]["shape"] - table["MAE (pixels)"]["shape"], 0.15,
                    "EVA's linear probe on shape minus MAE's (accuracy points)")
-_ = check.at_least(ft_acc["eva"] - ft_acc["scratch"], 0.1, "fine-tuned from EVA minus fine-tuned from scratch, shape")
-_ = check.at_least(table["teacher CLIP (embedding)"]["shape"] - table["EVA (CLIP features)"]["shape"], 0.3,
+_ = check.at_least(ft_acc["eva"] - ft_acc["mae"], 0.05, "fine-tuned from EVA minus fine-tuned from MAE, shape")
+_ = check.at_least(table["teacher CLIP (embedding)"]["shape"] - table["EVA (CLIP features)"]["shape"], 0.2,
                    "what the student did not distil: the teacher's shape probe minus EVA's")
 
 # %% [markdown]
-# Read the table with care. EVA's features do read shape a little better than MAE's, but far
-# from as well as its teacher's: the student matches the teacher's masked patch features with a
-# cosine of about 0.7, and most of that is the part every scene shares (the average feature alone
-# scores about 0.4); the shape-specific part is what a small student, in 1000 steps, learns
-# least. Colour, size and position, which pixels already carry, are easy for every encoder.
-# Fine-tuned with 8000 labels, the EVA and MAE starts end level, both far above scratch. At
-# scale EVA's student is *larger* than its teacher (ViT-g, ~1B parameters, against CLIP-L's ~0.3B)
-# and trains long; here, a small student with a short run, we see the other end of that curve.
+# Read the table with care. With the same encoder, steps and images, and without a caption,
+# EVA's features read shape far better than MAE's: the teacher's semantics, distilled. Colour,
+# size and position, which pixels already carry, are easy for every encoder. But the student is
+# still well below its teacher: it matches the teacher's masked patch features with a cosine of
+# about 0.75, and more than half of that is the part every scene shares (the average feature
+# alone scores about 0.4); the shape-specific part is learned last. (After 1000 steps the same
+# student's shape probe was 38%, MAE's level.) At scale EVA's student is *larger* than its
+# teacher (ViT-g, ~1B parameters, against CLIP-L's ~0.3B) and trains long; here we see a small
+# student part of the way there. Fine-tuned on the same 8000 labels, the EVA start also ends
+# well above the MAE start, which ends well above scratch.
 
 # %% [markdown] tags=["slide"]
 # ## 9. Stage 2: CLIP alignment from EVA vs from scratch
@@ -496,7 +498,7 @@ def steps_to(run, level):
     return next((s for s, a in zip(run["eval_steps"], run["zero_shot_curve"]) if a >= level), None)
 
 
-level = 0.3
+level = 0.5
 mean_zero_shot = {name: sum(run["zero_shot_curve"]) / len(run["zero_shot_curve"]) for name, run in runs.items()}
 for name, run in runs.items():
     print(f"{labels[name]:<26} first reaches {level:.0%} at step {steps_to(run, level)}; "
@@ -508,23 +510,23 @@ print(f"caption pairs seen: each stage-2 CLIP {stage2_pairs:,}; EVA's teacher (c
 for name in aligned:
     _ = check.close(zero_shot[name], runs[name]["zero_shot"],
                     f"shipped {name} CLIP reproduces its recorded zero-shot", atol=0.03, rtol=0)
-_ = check.at_least(zero_shot["eva"] - zero_shot["scratch"], 0.10,
+_ = check.at_least(zero_shot["eva"] - zero_shot["scratch"], 0.3,
                    "EVA-initialised CLIP's final zero-shot minus scratch's, equal steps")
-_ = check.at_least(mean_zero_shot["eva"] - mean_zero_shot["scratch"], 0.05,
+_ = check.at_least(mean_zero_shot["eva"] - mean_zero_shot["scratch"], 0.2,
                    "EVA-initialised CLIP's mean zero-shot over the run minus scratch's")
 
 # %% [markdown]
 # **What this shows, and what it does not.** At equal stage-2 steps the EVA-initialised tower
-# pulls away within the first 100 steps and ends well above both the scratch and the
+# passes 50% within about 100 steps and ends far above both the scratch and the
 # MAE-initialised CLIP, which after 400 steps are still near 25% (chance: 14%): with 25,600
 # caption pairs a randomly initialised tower has not yet learned to tell shapes apart, and MAE's
 # pixel features give it little to start from. That is EVA's claim in miniature ("initializing the vision tower of a giant CLIP from
 # EVA can greatly stabilize the training and outperform the training from scratch counterpart
 # with much fewer samples").
 #
-# Now the honest accounting. (1) All three stay far below the teacher: the EVA tower brings what
-# its student distilled (a linear probe of ~40% on shape, section 8), not the teacher's 95%, and
-# 400 steps cannot make up the rest. (2) The comparison is at equal *stage-2* budget only. The EVA
+# Now the honest accounting. (1) All three stay below the teacher: the EVA tower brings what its
+# student distilled (a linear probe of ~60% on shape, section 8), not the teacher's 96%, and 400
+# steps do not make up the rest. (2) The comparison is at equal *stage-2* budget only. The EVA
 # encoder cost a MIM run *and* a CLIP teacher that saw roughly ten times more caption pairs than
 # any stage-2 run; on this budget the cheapest zero-shot classifier is the teacher itself. Part of
 # what the EVA tower "brings" is the teacher's caption knowledge, distilled; the MAE curve, with
@@ -652,12 +654,12 @@ _ = check.exercise("Exercise 3 (solution)", solution_visible_mean, visible_mean_
 #   8000 labels, fine-tuning reads shape far better than a linear probe does.
 # - EVA keeps masking and swaps the target for a CLIP teacher's patch features (negative cosine on
 #   masked patches). The teacher must see the student's kind of images: chapter 3's CLIP was
-#   blind to shapes off its 3×3 grid until adapted. With the same encoder and about MAE's training
-#   time, the student's features read shape a little better than MAE's and far worse than the
-#   teacher's: a small student distils only part of its teacher.
-# - Starting CLIP from the EVA encoder beats scratch (and MAE) at equal stage-2 steps, clearly, but
-#   all three stay far below the teacher; the honest accounting includes the teacher's captions
-#   (about ten times stage 2's) and the MIM run.
+#   blind to shapes off its 3×3 grid until adapted. With the same encoder, steps and images as
+#   MAE and not one caption, the student's features read shape far better than MAE's, linearly and
+#   after fine-tuning, yet well below the teacher's: a small student distils part of its teacher.
+# - Starting CLIP from the EVA encoder beats scratch (and MAE) at equal stage-2 steps, but all three
+#   stay below the teacher; the honest accounting includes the teacher's captions (about ten
+#   times stage 2's) and the MIM run.
 #
 # The closing numbers, measured in this run:
 
