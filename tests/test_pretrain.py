@@ -231,3 +231,8 @@ def test_train_recipe_with_a_fixed_budget_says_so_and_trains_at_scale_one(toy, t
     _, meta = pretrain.train_recipe(NAME, device="cpu", out=tmp_path / "toy", scale=4)
     assert meta["scale"] == 1
     assert "fixed step budget" in capsys.readouterr().out
+
+
+def test_every_shipped_recipe_scales_its_budget_on_a_gpu():
+    missing = [n for n in recipes.names() if n != NAME and not pretrain.accepts_scale(recipes.get(n))]
+    assert not missing, f"recipes without a `scale` keyword (a multiple of their step budget): {missing}"

@@ -47,9 +47,10 @@ def build_teacher(config: dict = TEACHER_CONFIG) -> CLIP:
     return clip_recipe.build(config)
 
 
-def train_teacher(model: CLIP, seed: int, device, max_seconds: float | None) -> dict:
+def train_teacher(model: CLIP, seed: int, device, max_seconds: float | None, scale: int = 1) -> dict:
     """Start from ``clip_shapes``' weights, continue :func:`vislab.recipes.clip.train_clip` on the
-    chapter's scenes, and measure zero-shot shape accuracy there before and after."""
+    chapter's scenes, and measure zero-shot shape accuracy there before and after. ``scale``
+    multiplies the step budget (4 on a GPU via ``python -m vislab.pretrain``)."""
     from vislab.pretrain import load_or_train
 
     cfg = TEACHER_CONFIG
@@ -59,7 +60,8 @@ def train_teacher(model: CLIP, seed: int, device, max_seconds: float | None) -> 
     test = chapter_world().sample(1000, "test", seed=seed + 9)
     before = zero_shot_accuracy(model, tok, test.images, test.labels["shape"], device=device)
     t0 = time.perf_counter()
-    hist = clip_recipe.train_clip(model, cfg, seed=seed + 300, device=device, max_seconds=max_seconds,
+    hist = clip_recipe.train_clip(model, cfg, seed=seed + 300, device=device, steps=cfg["steps"] * scale,
+                                  max_seconds=max_seconds,
                                   log_every=5, progress=False)
     seconds = time.perf_counter() - t0
     after = zero_shot_accuracy(model, tok, test.images, test.labels["shape"], device=device)

@@ -198,7 +198,9 @@ def _pool(seed: int) -> torch.Tensor:
     return world().sample(POOL_SIZE, "train", seed=seed + 100).images          # (n, 3, 32, 32)
 
 
-def _train_mae(model: MAE, seed, device, max_seconds, steps=MIM_STEPS):
+def _train_mae(model: MAE, seed, device, max_seconds, steps=MIM_STEPS, scale=1):
+    # scale: a multiple of the step budget (4 on a GPU via `python -m vislab.pretrain`)
+    steps = steps * scale
     pool = _pool(seed)
     opt = _adamw(model, 1e-3)
     g = torch.Generator().manual_seed(seed)
@@ -233,7 +235,9 @@ def _build_eva(config: dict) -> EVA:
     return EVA(EVAConfig.from_dict(config))
 
 
-def _train_eva(model: EVA, seed, device, max_seconds, steps=EVA_STEPS):
+def _train_eva(model: EVA, seed, device, max_seconds, steps=EVA_STEPS, scale=1):
+    # scale: a multiple of the step budget (4 on a GPU via `python -m vislab.pretrain`)
+    steps = steps * scale
     teacher, tmeta = load_teacher(device)
     if teacher.config.embed_dim != model.config.teacher_dim:
         raise ValueError(f"the teacher's embedding width is {teacher.config.embed_dim}, the recipe's teacher_dim "
@@ -305,8 +309,9 @@ def pretrained_encoder(name: str, device="cpu") -> ViT | None:
     return model.encoder
 
 
-def _train_finetune(models: nn.ModuleDict, seed, device, max_seconds):
-    cfg = FINETUNE_CONFIG
+def _train_finetune(models: nn.ModuleDict, seed, device, max_seconds, scale=1):
+    # scale: a multiple of the step budget (4 on a GPU via `python -m vislab.pretrain`)
+    cfg = dict(FINETUNE_CONFIG, steps=FINETUNE_CONFIG["steps"] * scale)
     sets = finetune_sets(seed)
     x_tr, y_tr = sets["train"].images, sets["train"].labels[cfg["label"]]
     x_te, y_te = sets["test"].images, sets["test"].labels[cfg["label"]]
@@ -377,8 +382,9 @@ def _build_align(config: dict) -> nn.ModuleDict:
                           for name in config["inits"]})
 
 
-def _train_align(models: nn.ModuleDict, seed, device, max_seconds):
-    cfg = ALIGN_CONFIG
+def _train_align(models: nn.ModuleDict, seed, device, max_seconds, scale=1):
+    # scale: a multiple of the step budget (4 on a GPU via `python -m vislab.pretrain`)
+    cfg = dict(ALIGN_CONFIG, steps=ALIGN_CONFIG["steps"] * scale)
     tok = shapeworld_tokenizer(context_length=cfg["context_length"])
     data = world().sample(cfg["pairs"], "train", seed=seed + 200)
     # chapter 3's alt-text-like captions (full description, or the shape with some attributes,
