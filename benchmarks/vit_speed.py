@@ -16,42 +16,38 @@ on a linear head over CLS, backward, AdamW step). The two models run alternately
 process, round after round, so that a busy neighbour slows both alike; each cell is the median
 over rounds of images per second. Ratio = vislab / transformers (goal: >= 1.0 in every row).
 
-Measured on the course's 2-core reference machine, 1 thread, torch 2.13 CPU, transformers 5.24
-(``python benchmarks/vit_speed.py --width 128``, the width used before ``MODEL`` became 64 wide;
-medians of 5 rounds)::
+Measured on the course's 2-core reference machine, quiet (load average < 0.5), 1 thread,
+torch 2.13 CPU, transformers 5.24, 29 Nov 2026, ``python benchmarks/vit_speed.py --rounds 7 --reps 6``::
 
-    attention paths, vislab plain call (images/s)
-    tokens  mode       explicit    fused   fused/explicit
-        17  inference    1824.8   2790.2   1.53
-        17  train         717.3    723.4   1.01
-        65  inference     752.9    793.6   1.05
-        65  train         244.6    257.3   1.05
-       257  inference      47.3    133.3   2.82
-       257  train          21.8     50.0   2.29
-    -> the fused path is at least as fast in every row: the plain call uses it.
+    attention paths, vislab (images/s)
+    tokens  mode       explicit    fused  fused/explicit
+        17  inference    6425.7   6819.3            1.06
+        17  train        1956.4   1896.3            0.97
+        65  inference    1529.3   1798.7            1.18
+        65  train         504.4    548.8            1.09
+       257  inference     128.6    305.2            2.37
+       257  train          55.1    104.8            1.90
+    -> the plain call uses the fused path (the 17-token training step is a tie within noise:
+       1.04 in the run before).
 
-    At chapter 2's width 64 (``--rounds 3 --reps 3``, 29 Nov 2026, the 2 cores shared with other
-    jobs, load average about 4): explicit/fused 5505/6203, 1640/1484 (train, 17 tokens: 0.90),
-    1228/1528, 413/417, 62/155, 29/58 images/s; the fused path wins or ties except the 17-token
-    training step, within that run's noise.
-
-    vislab vs transformers (images/s), width 64, ``--skip-paths --rounds 5 --reps 6``, same day
-    and load::
-
+    vislab vs transformers ViTModel (images/s, median of rounds)
     tokens  mode         vislab  transformers  ratio
-        17  inference    4958.8        5277.0   0.94
-        17  train         783.2         726.0   1.08
-        65  inference     783.2         890.1   0.88
-        65  train         269.0         295.7   0.91
-       257  inference     252.5         269.7   0.94
-       257  train          82.5          85.2   0.97
+        17  inference    6488.5        6349.0   1.02
+        17  train        1800.7        1782.1   1.01
+        65  inference    1756.2        1728.5   1.02
+        65  train         506.9         499.7   1.01
+       257  inference     308.7         303.8   1.02
+       257  train         106.1         103.7   1.02
+    worst ratio 1.01 (goal met: >= 1.0 in every row); a second run the same minute gave
+    1.08 / 1.08 / 1.00 / 1.02 / 1.04 / 1.02.
 
-    The goal (ratio >= 1.0 in every row) is not shown by this run. A shorter run the same
-    minute gave 1.03 / 0.48 / 0.90 / 0.88 / 0.98 / 0.93, so single rows move by 10% and more
-    with the neighbours' load. torch.profiler over 10 inference calls at 65 tokens (one thread)
-    put vislab's total CPU time at 760 ms against transformers' 784 ms (vislab's fused qkv
-    matmul is cheaper; its attention kernel on the strided q/k/v took 173 ms against 153 ms).
-    Rerun on a quiet machine before drawing a conclusion.
+Before 29 Nov 2026 vislab's attention split one ``(B, T, 3D)`` product into q, k and v with a
+permute and ``unbind``; its backward then concatenated the three gradients and copied them
+(``aten::cat`` + ``aten::copy_``, about 8% of a 257-token training step in torch.profiler), and
+the ratios were 1.07 / 1.09 / 1.05 / 0.99 / 0.99 / 0.96 on the same quiet machine. Applying the
+stored ``(3D, D)`` weight as three ``(D, D)`` products (``vislab.vit.Attention.forward``) removed
+that and brought every row to >= 1.0. Margins are a few per cent: on a machine shared with other
+jobs single rows move by 10% and more, so compare on a quiet one.
 """
 
 from __future__ import annotations

@@ -102,8 +102,9 @@ USE_CHECKPOINT = True     # False: retrain the shipped checkpoints here (a few m
 # %% [markdown] tags=["slide"]
 # ## 3. The code: `vislab.vit`, in the paper's order
 #
-# `Attention` holds one `qkv` projection (queries, keys and values in one matrix multiply) and
-# two paths, **chosen per call**: with `return_attention=True` it computes the softmax
+# `Attention` holds one `qkv` projection (one $(3D, D)$ weight for queries, keys and values, as
+# checkpoints store it; it is applied as three $(D, D)$ products, which gives the same numbers and
+# spares the training step a concatenation of gradients) and two paths, **chosen per call**: with `return_attention=True` it computes the softmax
 # explicitly and returns the map; otherwise it calls PyTorch's fused
 # `scaled_dot_product_attention`, which computes the same numbers faster (measured in
 # `benchmarks/vit_speed.py`: the fused path is at least as fast at 17, 65 and 257 tokens).
