@@ -9,6 +9,7 @@ not a skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -149,40 +150,38 @@ def _move_slider_and_check(page, box, name: str, slider: int = 0, text_changes: 
     return text_before, box.locator(".widget-html").first.inner_text()
 
 
-def test_patch_viewer_in_jupyterlab(lab):
+@contextlib.contextmanager
+def _chapter_page(lab, chapter_id: str, notebook: str, timeout_s: int = 300):
+    """A Chromium page with the offline copy of a chapter opened and run in JupyterLab."""
     from playwright.sync_api import sync_playwright
 
-    _offline_copy("patching", lab["folder"] / "01_patching.ipynb")
+    _offline_copy(chapter_id, lab["folder"] / notebook)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            _open_and_run(page, lab, "01_patching.ipynb")
-            box = page.locator(".widget-vbox").filter(has=page.locator(".widget-html")).first
-            before, after = _move_slider_and_check(page, box, "01_patch_viewer")
-            assert "tokens" in before and "tokens" in after
-            n_before = int(before.split(" tokens")[0].split("= ")[-1])
-            n_after = int(after.split(" tokens")[0].split("= ")[-1])
-            assert n_before == 197 and n_after != n_before, (before, after)
+            _open_and_run(page, lab, notebook, timeout_s=timeout_s)
+            yield page
         finally:
             browser.close()
+
+
+def test_patch_viewer_in_jupyterlab(lab):
+    """Chapter 1's patch viewer: moving the patch-size slider changes the picture and the count."""
+    with _chapter_page(lab, "patching", "01_patching.ipynb") as page:
+        box = page.locator(".widget-vbox").filter(has=page.locator(".widget-html")).first
+        before, after = _move_slider_and_check(page, box, "01_patch_viewer")
+        assert "tokens" in before and "tokens" in after
+        n_before = int(before.split(" tokens")[0].split("= ")[-1])
+        n_after = int(after.split(" tokens")[0].split("= ")[-1])
+        assert n_before == 197 and n_after != n_before, (before, after)
 
 
 def test_attention_viewer_in_jupyterlab(lab):
     """Chapter 2's attention viewer: moving the image slider redraws the attention maps."""
-    from playwright.sync_api import sync_playwright
-
-    _offline_copy("vit", lab["folder"] / "02_vit.ipynb")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            _open_and_run(page, lab, "02_vit.ipynb", timeout_s=400)
-            viewers = page.locator(".widget-vbox").filter(has=page.locator(".widget-dropdown")).filter(
-                has=page.locator(".widget-checkbox"))
-            assert viewers.count() >= 1, "chapter 2 shows no attention viewer"
-            box = viewers.first
-            before, after = _move_slider_and_check(page, box, "02_attention_viewer", slider=0)
-            assert "image 1" in before and "image 2" in after, (before, after)
-        finally:
-            browser.close()
+    with _chapter_page(lab, "vit", "02_vit.ipynb", timeout_s=400) as page:
+        viewers = page.locator(".widget-vbox").filter(has=page.locator(".widget-dropdown")).filter(
+            has=page.locator(".widget-checkbox"))
+        assert viewers.count() >= 1, "chapter 2 shows no attention viewer"
+        before, after = _move_slider_and_check(page, viewers.first, "02_attention_viewer", slider=0)
+        assert "image 1" in before and "image 2" in after, (before, after)
