@@ -67,6 +67,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from vislab.clip import clip_loss
+from vislab.memwatch import pss_bytes
 from vislab.siglip import sigmoid_loss
 
 __all__ = ["RankContext", "RankFailedError", "LaunchTimeoutError", "CommCounter", "PeakMemory", "launch",
@@ -568,19 +569,6 @@ def peak_rss_bytes() -> int:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-
-
-def pss_bytes(pid="self"):
-    """Proportional set size of a process (Linux): its resident pages, each page shared with n
-    processes counted 1/n. Summed over processes it counts every page once. None elsewhere."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def child_rss_bytes(kind: str = "rss") -> dict:

@@ -18,7 +18,21 @@ from __future__ import annotations
 import os
 import threading
 
-__all__ = ["TreePeak", "tree_bytes"]
+__all__ = ["TreePeak", "tree_bytes", "pss_bytes"]
+
+
+def pss_bytes(pid="self"):
+    """Proportional set size of a process (Linux): its resident pages, each page shared with n
+    processes counted 1/n. Summed over processes it counts every page once. None elsewhere
+    (or when the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def tree_bytes(root_pid: int, include_root: bool = False) -> int:
@@ -32,13 +46,14 @@ def tree_bytes(root_pid: int, include_root: bool = False) -> int:
         return 0
     total = 0
     for proc in procs:
-        try:
-            info = proc.memory_full_info()
-            total += getattr(info, "pss", info.rss)
+        pss = pss_bytes(proc.pid)
+        if pss is not None:
+            total += pss
+            continue
+        try:                    # no /proc PSS (not Linux, or not readable): resident size instead
+            total += proc.memory_info().rss
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             continue            # exited between listing and reading: nothing left to count
-        except psutil.AccessDenied:
-            total += proc.memory_info().rss
     return total
 
 
