@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -211,7 +212,9 @@ def test_ibot_loss_formula():
     t = F.softmax(torch.randn(int(mask.sum()), K), -1)
     crit = iBOTPatchLoss(K, student_temp=0.1)
     per = -(t * F.log_softmax(s[mask] / 0.1, -1)).sum(-1)
-    want = (per[:2].mean() + per[2:].mean()) / 2            # per image, then over masked images
+    # per image over its masked patches, summed, divided by ALL B crops (DINOv2's forward_masked);
+    # the old vislab divided by the 2 masked crops only, which this fails
+    want = (per[:2].mean() + per[2:].mean()) / B
     torch.testing.assert_close(crit(s, t, mask), want)
     torch.testing.assert_close(crit(s[mask], t, mask), want)
     assert float(crit(s, t[:0], torch.zeros(B, N, dtype=torch.bool))) == 0.0
@@ -224,8 +227,12 @@ def test_schedules():
     assert momentum_schedule(100, 100, 0.996) == pytest.approx(1.0)
     assert momentum_schedule(50, 100, 0.996) == pytest.approx(0.998)
     assert teacher_temperature(0, 10, 0.04, 0.07) == pytest.approx(0.04)
-    assert teacher_temperature(5, 10, 0.04, 0.07) == pytest.approx(0.055)
     assert teacher_temperature(50, 10, 0.04, 0.07) == pytest.approx(0.07)
+    # DINO's and DINOv2's warm-up is np.linspace(start, end, W): `end` already at step W - 1
+    # (the old vislab gave 0.067 there, and 0.055 at step 5 instead of 0.0567)
+    ref = np.linspace(0.04, 0.07, 10)
+    assert [teacher_temperature(s, 10, 0.04, 0.07) for s in range(10)] == pytest.approx(ref.tolist())
+    assert teacher_temperature(0, 1, 0.04, 0.07) == pytest.approx(0.04)   # linspace(a, b, 1) = [a]
     with pytest.raises(ValueError):
         momentum_schedule(0, 0)
 
@@ -245,6 +252,20 @@ def test_teacher_starts_equal_and_gets_no_gradient():
     assert all(p.grad is None for p in m.teacher.parameters())
     assert m.student["backbone"].mask_token.grad is not None      # iBOT reaches the mask token
     assert m.dino_loss.center.abs().sum() > 0 and m.ibot_loss.center.abs().sum() > 0
+
+
+def test_koleo_is_summed_over_the_two_global_crops():
+    """DINOv2 adds the KoLeo terms of the two global crops (ssl_meta_arch.forward_backward);
+    the old vislab averaged them (half the term), which this fails."""
+    torch.manual_seed(0)
+    m = DINO(TINY.replace(ibot_weight=0.0, koleo_weight=0.1))
+    v = multi_crop(images(6, 16), TINY.multicrop, generator=gen())
+    _, metrics = m.loss(v.views, None, teacher_temp=0.04)
+    with torch.no_grad():
+        c1, _ = m._run(m.student, v.views[0])
+        c2, _ = m._run(m.student, v.views[1])
+    want = float(koleo_loss(c1) + koleo_loss(c2))
+    assert metrics["koleo"] == pytest.approx(want, rel=1e-5)
 
 
 def test_ema_update():

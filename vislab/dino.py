@@ -611,7 +611,10 @@ class iBOTPatchLoss(nn.Module):
     The teacher sees the clean crop u, the student the masked crop u_hat (mask token at the
     masked patches); at each masked patch the student predicts the teacher's (centred,
     sharpened) distribution over the prototypes. The patch tokens have their own centre.
-    Averaged per image over its masked patches, then over the masked images.
+    Averaged per image over its masked patches, summed over the images, and divided by the
+    number of *all* crops B, masked or not, as DINOv2 does (``iBOTPatchLoss.forward_masked``:
+    ``-loss.sum() / student_masks_flat.shape[0]``, with ``masks_weight`` = 1 / masked patches
+    of the crop): with half the crops masked the term is half the mean over masked crops.
 
     Args:
         out_dim: K.
@@ -661,8 +664,7 @@ class iBOTPatchLoss(nn.Module):
         per_patch = -(teacher_targets * logp).sum(dim=-1)                                # (M,)
         per_image = mask.sum(dim=1).clamp_min(1).float()                                 # (B,)
         weight = (1.0 / per_image)[:, None].expand_as(mask)[mask]                        # (M,)
-        n_images = int((mask.sum(dim=1) > 0).sum())
-        return (per_patch * weight).sum() / n_images
+        return (per_patch * weight).sum() / mask.shape[0]                                # / all B crops
 
     @torch.no_grad()
     def update_center(self, teacher_logits: torch.Tensor) -> None:
@@ -690,10 +692,17 @@ def momentum_schedule(step: int, total_steps: int, base: float = 0.996, final: f
 
 def teacher_temperature(step: int, warmup_steps: int, start: float = 0.04, end: float = 0.07) -> float:
     """tau_t at ``step``: linear warm-up from ``start`` to ``end``, then constant (DINO sec. 3.1:
-    0.04 → 0.07 over the first 30 epochs; a higher start makes early training unstable)."""
+    0.04 → 0.07 over the first 30 epochs; a higher start makes early training unstable).
+
+    The warm-up is ``np.linspace(start, end, warmup_steps)``, as in both reference codes (DINO's
+    ``DINOLoss.teacher_temp_schedule`` in ``main_dino.py``, per epoch; DINOv2's
+    ``CosineScheduler`` warm-up, per iteration): ``end`` is reached at step ``warmup_steps - 1``.
+    """
     if warmup_steps <= 0 or step >= warmup_steps:
         return end
-    return start + (end - start) * max(step, 0) / warmup_steps
+    if warmup_steps == 1:                                                        # linspace(a, b, 1) = [a]
+        return start
+    return start + (end - start) * max(step, 0) / (warmup_steps - 1)
 
 
 # =============================================================================================
@@ -846,7 +855,11 @@ class DINO(nn.Module):
              centering: str | None = None, update_centers: bool = True):
         """The DINOv2 objective on one batch of multi-crop views.
 
-            L = L_DINO + ibot_weight L_iBOT + koleo_weight L_KoLeo
+            L = L_DINO + ibot_weight L_iBOT + koleo_weight (L_KoLeo(crop 1) + L_KoLeo(crop 2))
+
+        KoLeo is applied to each global crop's batch separately (never between two crops of one
+        image) and the two terms are *added*, as DINOv2's ``SSLMetaArch.forward_backward`` does
+        (``koleo_loss_weight * sum(self.koleo_loss(p) for p in student_cls_tokens.chunk(2))``).
 
         Args:
             views: V tensors, the 2 global crops ``(B, C, S_g, S_g)`` first, then local crops.
@@ -894,7 +907,7 @@ class DINO(nn.Module):
             metrics["ibot"] = float(ibot.detach())
         # ---- KoLeo on the student's (final-normed) CLS of each global crop
         if c.koleo_weight > 0:
-            koleo = sum(koleo_loss(x) for x in s_cls.split(B)) / 2
+            koleo = sum(koleo_loss(x) for x in s_cls.split(B))                  # summed over the 2 crops
             total = total + c.koleo_weight * koleo
             metrics["koleo"] = float(koleo.detach())
         with torch.no_grad():
