@@ -128,35 +128,69 @@ def test_equal_tensors_do_not_round_the_expected_value():
         check.equal(torch.tensor([True, False]), torch.tensor([2, 0]), "bool against ints")
 
 
-# ---- exercise ------------------------------------------------------------------------------------
+# ---- exercise self-checks: shared fixtures -------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def _fresh_record():
+    check.reset_record()
+    yield
+    check.reset_record()
+
 
 def reference(x, n):
     return x * n
 
 
-def test_exercise_not_attempted_prints_a_hint_and_does_not_raise(capsys):
-    def todo(x, n):
-        raise NotImplementedError("fill me in")
-
-    assert check.exercise("scale", todo, reference, [(torch.ones(2), 3)]) is False
-    out = capsys.readouterr().out
-    assert "not attempted yet" in out and "scale" in out
+def todo(*args):
+    raise NotImplementedError("fill me in")
 
 
-def test_exercise_wrong_answer_raises_with_the_case():
+def one_line(out: str) -> str:
+    assert out.count("\n") == 1, out
+    return out
+
+
+# ---- exercise ------------------------------------------------------------------------------------
+
+def test_exercise_not_attempted_prints_a_hint_and_returns_false(capsys):
+    assert check.exercise("Exercise 1: scale", todo, reference, [(torch.ones(2), 3)], hint="multiply") is False
+    out = one_line(capsys.readouterr().out)
+    assert out.startswith("… Exercise 1: scale: not attempted yet") and "hint: multiply" in out
+
+
+def test_exercise_wrong_answer_prints_the_case_and_returns_false(capsys):
     def wrong(x, n):
         return x * n if n < 3 else x + n
 
-    with pytest.raises(AssertionError, match="scale, case 1: values differ"):
-        check.exercise("scale", wrong, reference, [(torch.ones(2), 2), (torch.ones(2), 3)])
-    with pytest.raises(AssertionError, match="shape"):
-        check.exercise("scale", lambda x, n: (x * n)[None], reference, [(torch.ones(2), 2)])
-    with pytest.raises(AssertionError, match="expected a tensor"):
-        check.exercise("scale", lambda x, n: (x * n).tolist(), reference, [(torch.ones(2), 2)])
-    with pytest.raises(AssertionError, match="got 5, expected 6"):
-        check.exercise("count", lambda n: n + 2, lambda n: n * 2, [3])
-    with pytest.raises(AssertionError):
-        check.exercise("nan", lambda x, n: x * float("nan"), reference, [(torch.ones(2), 2)])
+    assert check.exercise("Exercise 1: scale", wrong, reference, [(torch.ones(2), 2), (torch.ones(2), 3)],
+                          hint="check n = 3") is False
+    out = one_line(capsys.readouterr().out)
+    assert out.startswith("✗ Exercise 1: scale, case 2 of 2 (a float32 tensor of shape (2,), 3): values differ")
+    assert "got 4, expected 3" in out and "Hint: check n = 3" in out
+
+
+@pytest.mark.parametrize("candidate, message", [
+    (lambda x, n: (x * n)[None], "shape (1, 2), expected (2,)"),
+    (lambda x, n: (x * n).tolist(), "expected a tensor, got list"),
+    (lambda x, n: x * float("nan"), "contains NaN"),
+    (lambda x, n: {}["oops"], "your function raised KeyError"),
+])
+def test_exercise_misses_of_every_form(capsys, candidate, message):
+    assert check.exercise("Exercise 2: scale", candidate, reference, [(torch.ones(2), 2)]) is False
+    assert message in one_line(capsys.readouterr().out)
+
+
+def test_exercise_compares_numbers_tuples_and_dicts(capsys):
+    assert check.exercise("Exercise 1: count", lambda n: n + 2, lambda n: n * 2, [3]) is False
+    assert "got 5, expected 6" in capsys.readouterr().out
+    assert check.exercise("Exercise 1: grid", lambda n: (n, n + 1), lambda n: (n, n), [3]) is False
+    assert "item 1: got 4, expected 3" in capsys.readouterr().out
+    assert check.exercise("Exercise 1: d", lambda n: {"a": n}, lambda n: {"a": n, "b": 1}, [3]) is False
+    assert check.exercise("Exercise 1: arr", lambda n: np.ones(n), lambda n: np.zeros(n), [3]) is False
+    assert check.exercise("Exercise 1: b", lambda n: 1, lambda n: True, [3]) is False   # 1 is not True
+    assert check.exercise("Exercise 1: f", lambda n: n / 3 + 1e-9, lambda n: n / 3, [3]) is True
+    assert check.exercise("Exercise 1: t", lambda n: (torch.ones(n), n), lambda n: (torch.ones(n), n), [2]) is True
+    assert check.exercise("Exercise 1: s", lambda n: torch.Size([n]), lambda n: (n,), [2]) is True
 
 
 def test_exercise_right_answer_returns_true(capsys):
@@ -164,22 +198,229 @@ def test_exercise_right_answer_returns_true(capsys):
         return torch.stack([v * n for v in x])
 
     cases = [(torch.arange(4.0), 2), (torch.rand(3), -1)]
-    assert check.exercise("scale", mine, reference, cases) is True
-    assert "all 2 cases match" in capsys.readouterr().out
+    assert check.exercise("Exercise 1: scale", mine, reference, cases) is True
+    assert "✓ Exercise 1: scale: all 2 cases match vislab" in one_line(capsys.readouterr().out)
     # single arguments need no tuple; tiny float differences are tolerated; dtypes may differ
-    assert check.exercise("double", lambda n: n * 2, lambda n: n + n, [1, 2, 3]) is True
-    assert check.exercise("sum", lambda x: x.sum() + 1e-7, lambda x: x.sum(), [torch.ones(3)]) is True
-    assert check.exercise("dtype", lambda x: x.double(), lambda x: x, [torch.ones(3)]) is True
+    assert check.exercise("Exercise 1: d", lambda n: n * 2, lambda n: n + n, [1, 2, 3]) is True
+    assert check.exercise("Exercise 1: s", lambda x: x.sum() + 1e-7, lambda x: x.sum(), [torch.ones(3)]) is True
+    assert check.exercise("Exercise 1: t", lambda x: x.double(), lambda x: x, [torch.ones(3)]) is True
 
 
-def test_exercise_errors_other_than_not_implemented_propagate():
-    def broken(x):
-        raise KeyError("oops")
+def test_exercise_solution_raises_on_a_miss_and_on_no_answer():
+    with pytest.raises(AssertionError, match="case 1 of 1.*solution itself is wrong"):
+        check.exercise("Exercise 1: scale", lambda x, n: x, reference, [(torch.ones(2), 2)], solution=True)
+    with pytest.raises(AssertionError, match="NotImplementedError"):
+        check.exercise("Exercise 1: scale", todo, reference, [(torch.ones(2), 2)], solution=True)
+    with pytest.raises(AssertionError, match="the solution raised KeyError"):
+        check.exercise("Exercise 1: scale", lambda x, n: {}["k"], reference, [(torch.ones(2), 2)], solution=True)
+    # old style: "(solution)" in the name is a solution call
+    with pytest.raises(AssertionError):
+        check.exercise("Exercise 1 (solution)", lambda x, n: x, reference, [(torch.ones(2), 2)])
+    assert check.exercise("Exercise 1 (solution)", reference, reference, [(torch.ones(2), 2)]) is True
 
-    with pytest.raises(KeyError):
-        check.exercise("broken", broken, lambda x: x, [1])
+
+def test_errors_of_the_reference_propagate():
+    with pytest.raises(ZeroDivisionError):
+        check.exercise("Exercise 1: x", lambda x: x, lambda x: 1 / 0, [1])
 
 
-def test_exercise_needs_cases():
-    with pytest.raises(ValueError, match="at least one test case"):
-        check.exercise("x", lambda: 1, lambda: 1, [])
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(cases=[]), ValueError, "at least one test case"),
+    (dict(cases=5), TypeError, "cases"),
+    (dict(what="scale"), ValueError, "Exercise N"),
+    (dict(what="exercise 1: scale"), ValueError, "Exercise N"),
+    (dict(what="Exercise one"), ValueError, "Exercise N"),
+    (dict(what=3), TypeError, "what"),
+    (dict(kind="implement"), ValueError, "kind must be one of"),
+    (dict(candidate=3), TypeError, "functions"),
+    (dict(hint=3), TypeError, "hint"),
+    (dict(solution="yes"), TypeError, "solution"),
+])
+def test_exercise_bad_use_raises(kwargs, error, match):
+    args = dict(what="Exercise 1: x", candidate=lambda x: x, reference=lambda x: x, cases=[1])
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        check.exercise(**args)
+
+
+# ---- debug ---------------------------------------------------------------------------------------
+
+def softmax_rows(x):
+    return x.softmax(-1)
+
+
+def test_debug_shows_the_symptom_until_fixed(capsys):
+    planted = lambda x: x.softmax(0)                    # noqa: E731  (the planted bug: wrong axis)
+    cases = [torch.randn(3, 4, generator=torch.Generator().manual_seed(0))]
+    assert check.debug("Exercise 4: softmax axis", planted, softmax_rows, cases,
+                       symptom="the rows do not sum to 1", hint="which axis are the keys?") is False
+    out = one_line(capsys.readouterr().out)
+    assert out.startswith("✗ Exercise 4: softmax axis, case 1 of 1 (a float32 tensor of shape (3, 4))")
+    assert "values differ" in out and "first at index (0, 0)" in out
+    assert "Symptom: the rows do not sum to 1" in out and "Hint: which axis are the keys?" in out
+    assert check.debug("Exercise 4: softmax axis", softmax_rows, softmax_rows, cases, solution=True) is True
+    assert "✓ Exercise 4: softmax axis: the bug is fixed" in capsys.readouterr().out
+    assert [c.kind for c in check.recorded()] == ["debug", "debug"]
+
+
+def test_debug_crash_is_a_symptom_not_a_stop(capsys):
+    assert check.debug("Exercise 4: t", lambda x: x @ x, lambda x: x @ x.T, [torch.ones(2, 3)],
+                       symptom="a shape error") is False
+    out = one_line(capsys.readouterr().out)
+    assert "your function raised RuntimeError" in out and "Symptom: a shape error" in out
+    assert check.debug("Exercise 4: t", todo, lambda x: x, [1]) is False
+    assert "not attempted yet" in capsys.readouterr().out
+    with pytest.raises(AssertionError):
+        check.debug("Exercise 4: t", lambda x: x @ x, lambda x: x @ x.T, [torch.ones(2, 3)], solution=True)
+    with pytest.raises(TypeError, match="symptom"):
+        check.debug("Exercise 4: t", lambda x: x, lambda x: x, [1], symptom=None)
+    with pytest.raises(ValueError, match="Exercise N"):
+        check.debug("debug 4", lambda x: x, lambda x: x, [1])
+
+
+# ---- predict -------------------------------------------------------------------------------------
+
+def test_predict_untouched_and_explain_kept_back(capsys):
+    assert check.predict("Exercise 2: tokens", None, 197, explain="196 patches + CLS") is False
+    out = one_line(capsys.readouterr().out)
+    assert out.startswith("… Exercise 2: tokens: not attempted yet") and "CLS" not in out
+    with pytest.raises(AssertionError, match="None"):
+        check.predict("Exercise 2: tokens", None, 197, solution=True)
+
+
+def test_predict_numbers_within_an_absolute_tolerance(capsys):
+    assert check.predict("Exercise 2: tokens", 196, 197, explain="196 patches + CLS") is False
+    out = one_line(capsys.readouterr().out)
+    assert out == "✗ Exercise 2: tokens: you predicted 196, measured 197 (gap 1, tolerance ±0). 196 patches + CLS\n"
+    assert check.predict("Exercise 2: tokens", 197, 197) is True
+    assert check.predict("Exercise 3: loss", 2.0, torch.tensor(2.079), tol=0.1) is True
+    assert "gap 0.079" in capsys.readouterr().out.splitlines()[-1]
+    assert check.predict("Exercise 3: loss", 2.0, np.float32(2.2), tol=0.1) is False
+    with pytest.raises(AssertionError, match="solution itself is wrong"):
+        check.predict("Exercise 3: loss", 2.0, 2.2, tol=0.1, solution=True)
+
+
+def test_predict_strings_tuples_and_type_misses(capsys):
+    assert check.predict("Exercise 5: grid", (2, 3), (2, 3)) is True
+    assert check.predict("Exercise 5: grid", [2, 3], torch.Size([2, 3])) is True
+    assert check.predict("Exercise 5: grid", (3, 2), (2, 3)) is False
+    assert check.predict("Exercise 5: grid", (2, 3, 1), (2, 3)) is False
+    assert "expected 2 values" in capsys.readouterr().out.splitlines()[-1]
+    assert check.predict("Exercise 6: axis", "  The Rows ", "the rows") is True
+    assert check.predict("Exercise 6: axis", "columns", "rows") is False
+    assert check.predict("Exercise 2: tokens", "197", 197) is False
+    assert "your prediction is a str, the measured value is a number" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(tol=-1), ValueError), (dict(tol="1"), TypeError), (dict(actual=None), ValueError),
+    (dict(what="predict 2"), ValueError), (dict(explain=1), TypeError), (dict(solution=1), TypeError)])
+def test_predict_bad_use_raises(kwargs, error):
+    args = dict(what="Exercise 2: x", guess=1, actual=1)
+    args.update(kwargs)
+    with pytest.raises(error):
+        check.predict(**args)
+
+
+# ---- answer --------------------------------------------------------------------------------------
+
+def test_answer_untouched_wrong_and_right(capsys):
+    assert check.answer("Exercise 7: no centering", None, "collapse", hint="watch the entropy") is False
+    out = one_line(capsys.readouterr().out)
+    assert out.startswith("… Exercise 7: no centering: not attempted yet") and "watch the entropy" in out
+    assert check.answer("Exercise 7: no centering", "it learns", "collapse", explain="one prototype wins",
+                        hint="watch the entropy") is False
+    out = one_line(capsys.readouterr().out)
+    assert "you answered 'it learns'; expected 'collapse'" in out and "one prototype wins" in out
+    assert "Hint: watch the entropy" in out
+    assert check.answer("Exercise 7: no centering", "  COLLAPSE ", "collapse") is True
+    with pytest.raises(AssertionError):
+        check.answer("Exercise 7: no centering", "it learns", "collapse", solution=True)
+    with pytest.raises(AssertionError):
+        check.answer("Exercise 7: no centering", None, "collapse", solution=True)
+
+
+def test_answer_accepted_collections_and_predicates(capsys):
+    assert check.answer("Exercise 8: b", "lower", ("smaller", "lower")) is True
+    assert check.answer("Exercise 8: b", "Smaller", {"smaller", "lower"}) is True
+    assert check.answer("Exercise 8: b", "higher", ["smaller", "lower"]) is False
+    assert check.answer("Exercise 8: grid", (2, 3), (2, 3), kind="predict") is True      # a tuple of numbers is one answer
+    assert check.answer("Exercise 8: grid", 2, (2, 3), kind="predict") is False
+    assert check.answer("Exercise 8: grid", (3, 2), ((2, 3), (3, 2)), kind="predict") is True
+    assert check.answer("Exercise 8: n", 4, 4.0) is True
+
+    def in_range(v):
+        """a drop between 0.1 and 0.3"""
+        return 0.1 <= v <= 0.3
+
+    assert check.answer("Exercise 9: drop", 0.2, in_range) is True
+    assert check.answer("Exercise 9: drop", 0.5, in_range) is False
+    assert "expected a drop between 0.1 and 0.3" in capsys.readouterr().out.splitlines()[-1]
+    assert check.answer("Exercise 9: drop", "a lot", in_range) is False    # the predicate cannot read it
+    assert "could not be checked: TypeError" in capsys.readouterr().out
+    assert check.answer("Exercise 9: drop", torch.tensor(0.2), in_range, solution=True) is True
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(expected=None), ValueError), (dict(kind="choice"), ValueError), (dict(what="Ex 1"), ValueError),
+    (dict(hint=None), TypeError), (dict(explain=b"x"), TypeError)])
+def test_answer_bad_use_raises(kwargs, error):
+    args = dict(what="Exercise 2: x", given="a", expected="a")
+    args.update(kwargs)
+    with pytest.raises(error):
+        check.answer(**args)
+
+
+# ---- the record and the proof --------------------------------------------------------------------
+
+def test_every_call_is_recorded_with_its_id_kind_and_outcome():
+    check.exercise("Exercise 3b: scale", todo, reference, [(torch.ones(2), 2)], kind="ablate")
+    check.predict("Exercise 12: n", 3, 3)
+    with pytest.raises(AssertionError):
+        check.answer("Exercise 1 (solution)", "x", "y")
+    assert [(c.exercise, c.kind, c.solution, c.passed) for c in check.recorded()] == [
+        ("3b", "ablate", False, False), ("12", "predict", False, True), ("1", "ablate", True, False)]
+    check.reset_record()
+    assert check.recorded() == () and check.proof_problems() == []
+
+
+def test_a_proper_exercise_is_proven_in_both_styles():
+    check.exercise("Exercise 1: scale", todo, reference, [(torch.ones(2), 2)])
+    check.exercise("Exercise 1: scale", reference, reference, [(torch.ones(2), 2)], solution=True)
+    check.exercise("Exercise 2: scale", todo, reference, [(torch.ones(2), 2)])
+    check.exercise("Exercise 2 (solution)", reference, reference, [(torch.ones(2), 2)])
+    check.predict("Exercise 3: n", None, 3)
+    check.predict("Exercise 3: n", 3, 3, solution=True)
+    check.debug("Exercise 4: d", lambda x: x.softmax(0), softmax_rows, [torch.randn(2, 3)])
+    check.debug("Exercise 4: d", softmax_rows, softmax_rows, [torch.randn(2, 3)], solution=True)
+    check.answer("Exercise 5: a", None, "up")
+    check.answer("Exercise 5: a", "up", "up", solution=True)
+    assert check.proof_problems() == []
+
+
+def test_proof_reports_a_solution_without_the_untouched_run_first():
+    check.exercise("Exercise 1: scale", reference, reference, [(torch.ones(2), 2)], solution=True)
+    check.exercise("Exercise 1: scale", todo, reference, [(torch.ones(2), 2)])        # too late
+    problems = check.proof_problems()
+    assert len(problems) == 1 and problems[0].startswith("Exercise 1:") and "never checked before" in problems[0]
+
+
+def test_proof_reports_an_untouched_exercise_that_passes():
+    check.predict("Exercise 2: n", 3, 3)                  # the exercise cell already holds the answer
+    check.predict("Exercise 2: n", 3, 3, solution=True)
+    problems = check.proof_problems()
+    assert len(problems) == 1 and "already passes" in problems[0]
+
+
+def test_proof_reports_missing_failed_and_mixed_solutions():
+    check.answer("Exercise 1: a", None, "up")             # no solution call at all
+    check.answer("Exercise 2: a", None, "up")
+    with pytest.raises(AssertionError):
+        check.answer("Exercise 2: a", "down", "up", solution=True)
+    check.answer("Exercise 3: a", None, "up")
+    check.predict("Exercise 3: a", 1, 1, solution=True)   # another kind under the same id
+    problems = check.proof_problems()
+    assert any(p.startswith("Exercise 1:") and "no solution call" in p for p in problems)
+    assert any(p.startswith("Exercise 2:") and "never passed" in p for p in problems)
+    assert any(p.startswith("Exercise 3:") and "ablate and predict" in p for p in problems)
+    assert len(problems) == 3
