@@ -5,6 +5,8 @@
     python -m vislab.book sync --record 01 # ... and record the reference outputs nbval checks
     python -m vislab.book run              # execute every chapter offline: seconds, peak MB
     python -m vislab.book run 01 vit       # some chapters (by number, id or file name)
+    python -m vislab.book run --setting portable   # ... under other CPU kernels and one thread
+    python -m vislab.book claims 02        # every number in the prose is in an output, the code, or cited
     python -m vislab.book badges           # rewrite README's chapter table (Colab/Binder/slides)
     python -m vislab.book build            # _build/site: HTML pages and reveal.js slides
 
@@ -38,6 +40,16 @@ KNOWN_TAGS = {
     "hide-input",    # shown without its code in the HTML export
 }
 MEMORY_LIMIT_MB = 2048          # Binder's limit
+# Named CPU kernel settings a chapter can be run under (``book run --setting NAME``). CI runs the
+# chapters under "default" and "portable": PyTorch's generic (non-vectorised) ATen kernels, oneDNN
+# capped at AVX2 and one OpenMP/MKL thread, so that an output that depends on the CPU's kernels
+# shows up as a difference before it reaches a learner's machine.
+KERNEL_SETTINGS = {
+    "default": {},
+    "portable": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                 "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+}
 COURSE_CAP_S = 120              # no chapter may be budgeted above this
 NOTEBOOK_METADATA = {
     "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
@@ -394,26 +406,93 @@ def offline_notebook(ch: Chapter):
     return nb
 
 
-def run_chapter(ch: Chapter, timeout: int = 600, save: Path | None = None) -> dict:
-    """Execute one chapter in a fresh kernel, offline; returns seconds, peak MB and status."""
+def run_chapter(ch: Chapter, timeout: int = 600, save: Path | None = None, setting: str = "default") -> dict:
+    """Execute one chapter in a fresh kernel, offline, under a named kernel setting.
+
+    Returns seconds, peak MB and status, plus how the checked outputs differ from the
+    recorded ones (``checked_diffs``) and the numbers its prose states that no cell backs
+    (``claims``, see :mod:`vislab.claims`).
+    """
     import nbformat
 
-    nb, row = _execute(ch, timeout)
+    nb, row = _execute(ch, timeout, setting=setting)
+    if row["status"] != "error":
+        row["checked_diffs"] = checked_differences(_current_notebook(ch), nb)
+        from vislab.claims import claims_problems
+
+        row["claims"] = claims_problems(nb)
     if save is not None:
         save.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, save)
     return row
 
 
-def _execute(ch: Chapter, timeout: int):
+def _sanitizers() -> list:
+    """The substitutions nbval applies before comparing (tests/nbval_sanitize.cfg)."""
+    import configparser
+
+    cfg = Path(__file__).resolve().parents[1] / "tests" / "nbval_sanitize.cfg"
+    if not cfg.exists():
+        return []
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(cfg)
+    return [(re.compile(parser[s]["regex"]), parser[s]["replace"]) for s in parser.sections()]
+
+
+def _comparable(outputs, subs) -> list:
+    """The outputs of a cell as nbval compares them: text of streams and text/plain, sanitised."""
+    texts = []
+    for out in outputs or []:
+        if out.get("output_type") == "stream":
+            text = out.get("text", "")
+        elif out.get("output_type") in ("display_data", "execute_result"):
+            data = out.get("data", {})
+            text = data.get("text/plain", "")
+            text = text if isinstance(text, str) else "".join(text)
+        elif out.get("output_type") == "error":
+            text = f"{out.get('ename')}: {out.get('evalue')}"
+        else:
+            continue
+        for pattern, replace in subs:
+            text = pattern.sub(replace, text)
+        texts.append(text.rstrip("\n"))
+    return ["\n".join(texts)] if texts else []
+
+
+def checked_differences(recorded, executed) -> list:
+    """How each checked cell's fresh output differs from the recorded reference.
+
+    Returns ``[{"cell": n, "recorded": text, "now": text}]`` for the checked cells whose
+    sanitised text differs (cells matched by source, as ``sync`` matches them).
+    """
+    if recorded is None:
+        return []
+    subs = _sanitizers()
+    stored = {c.source: c.get("outputs", []) for c in recorded.cells if is_checked(c)}
+    diffs = []
+    index = {c.source: i for i, c in enumerate(recorded.cells, 1)}
+    for cell in executed.cells:
+        if not is_checked(cell) or cell.source not in stored:
+            continue
+        before, now = _comparable(stored[cell.source], subs), _comparable(cell.get("outputs", []), subs)
+        if before != now:
+            diffs.append({"cell": index[cell.source], "recorded": "\n".join(before), "now": "\n".join(now)})
+    return diffs
+
+
+def _execute(ch: Chapter, timeout: int, setting: str = "default"):
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     nb = offline_notebook(ch)
     nb.cells.append(nbformat.v4.new_code_cell(_PEAK_CODE, id="vislab-peak"))
-    env_backup = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MPLBACKEND")}
-    os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    if setting not in KERNEL_SETTINGS:
+        raise BookError(f"unknown kernel setting {setting!r}; known: {', '.join(KERNEL_SETTINGS)}")
+    extra_env = KERNEL_SETTINGS[setting]
+    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MPLBACKEND", *extra_env)
+    env_backup = {k: os.environ.get(k) for k in names}
+    os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **extra_env})
     os.environ.pop("MPLBACKEND", None)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(ch.file.parent)}})
@@ -450,36 +529,51 @@ def _execute(ch: Chapter, timeout: int):
             status = "over time"
         elif peak_mb is not None and peak_mb > ch.memory_mb:
             status = "over memory"
-    return nb, {"chapter": ch.id, "file": ch.file.name, "seconds": round(seconds, 1),
+    return nb, {"chapter": ch.id, "file": ch.file.name, "setting": setting, "seconds": round(seconds, 1),
             "budget_s": ch.budget_s, "peak_mb": None if peak_mb is None else round(peak_mb),
             "memory_mb": ch.memory_mb, "status": status, "error": error}
 
 
 def format_table(rows) -> str:
-    head = f"{'chapter':<22}{'seconds':>9}{'budget':>8}{'peak MB':>9}  status"
-    lines = [head, "-" * len(head)]
+    """The run table; below it, each checked output that differs from its recorded reference
+    and each unbacked number in the prose."""
+    setting = rows[0].get("setting", "default") if rows else "default"
+    head = f"{'chapter':<22}{'seconds':>9}{'budget':>8}{'peak MB':>9}{'checked':>9}{'claims':>8}  status"
+    lines = [f"kernel setting: {setting} {KERNEL_SETTINGS.get(setting) or ''}".rstrip(), head, "-" * len(head)]
+    notes = []
     for r in rows:
         peak = "?" if r["peak_mb"] is None else str(r["peak_mb"])
-        lines.append(f"{r['chapter']:<22}{r['seconds']:>9.1f}{r['budget_s']:>8.0f}{peak:>9}  {r['status']}"
-                     + (f" ({r['error']})" if r["error"] else ""))
+        diffs, claims = r.get("checked_diffs"), r.get("claims")
+        checked = "?" if diffs is None else ("same" if not diffs else f"{len(diffs)} diff")
+        claimed = "?" if claims is None else str(len(claims))
+        lines.append(f"{r['chapter']:<22}{r['seconds']:>9.1f}{r['budget_s']:>8.0f}{peak:>9}{checked:>9}{claimed:>8}"
+                     f"  {r['status']}" + (f" ({r['error']})" if r["error"] else ""))
+        for d in diffs or []:
+            notes.append(f"{r['file']} cell {d['cell']}: checked output differs from the recorded one\n"
+                         f"    recorded: {d['recorded']!r}\n    now:      {d['now']!r}")
+        for c in claims or []:
+            notes.append(f"{r['file']} {c}")
     total = sum(r["seconds"] for r in rows)
     lines.append("-" * len(head))
     lines.append(f"{'total':<22}{total:>9.1f}")
-    return "\n".join(lines)
+    return "\n".join(lines + ([""] + notes if notes else []))
 
 
-def run(chapters=None, root=None, json_path=None, save_dir=None, timeout: int = 600) -> list:
-    """Run chapters (all by default), print the table, write it as JSON; returns the rows."""
+def run(chapters=None, root=None, json_path=None, save_dir=None, timeout: int = 600,
+        setting: str = "default") -> list:
+    """Run chapters (all by default) under a kernel setting, print the table, write it as JSON;
+    returns the rows."""
     book = load_book(root)
     rows = []
     for ch in _select(book["chapters"], chapters):
-        print(f"running {ch.file.name} ...", flush=True)
+        print(f"running {ch.file.name} ({setting}) ...", flush=True)
         save = Path(save_dir) / ch.notebook.name if save_dir else None
-        rows.append(run_chapter(ch, timeout=timeout, save=save))
+        rows.append(run_chapter(ch, timeout=timeout, save=save, setting=setting))
     print(format_table(rows))
     json_path = Path(json_path) if json_path else book["root"] / "_build" / "book-run.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps({"python": sys.version.split()[0], "rows": rows}, indent=2) + "\n")
+    json_path.write_text(json.dumps({"python": sys.version.split()[0], "setting": setting, "rows": rows},
+                                    indent=2) + "\n")
     print(f"table written to {json_path}")
     return rows
 
@@ -517,7 +611,16 @@ def main(argv=None) -> int:
     p_run.add_argument("--json", default=None, help="where to write the table (default: _build/book-run.json)")
     p_run.add_argument("--save", default=None, help="folder for the executed notebooks")
     p_run.add_argument("--timeout", type=int, default=600, help="per-cell timeout in seconds")
-    p_run.add_argument("--strict", action="store_true", help="exit non-zero when a chapter is over time or memory")
+    p_run.add_argument("--strict", action="store_true",
+                       help="exit non-zero when a chapter is over time or memory, a checked output differs "
+                            "from its recorded reference, or its prose states a number no cell backs")
+    p_run.add_argument("--setting", default="default", choices=sorted(KERNEL_SETTINGS),
+                       help="CPU kernel setting of the kernel's environment (portable: generic ATen kernels, "
+                            "oneDNN AVX2, one thread)")
+    p_claims = sub.add_parser("claims", help="check that every number in the prose is in an output, the code, or cited")
+    p_claims.add_argument("chapters", nargs="*")
+    p_claims.add_argument("--executed", default=None,
+                          help="folder of executed notebooks (from `run --save`); default: execute the chapters")
     sub.add_parser("badges", help="rewrite README's chapter table from book.yml")
     p_build = sub.add_parser("build", help="static HTML site and reveal.js slides of the executed chapters")
     p_build.add_argument("chapters", nargs="*")
@@ -547,9 +650,39 @@ def main(argv=None) -> int:
             print(f"wrote {path}")
         print(f"sync: {len(changed)} notebook(s) updated")
         return 0
-    rows = run(args.chapters, json_path=args.json, save_dir=args.save, timeout=args.timeout)
-    bad = [r for r in rows if r["status"] == "error" or (args.strict and r["status"] != "ok")]
+    if args.cmd == "claims":
+        return claims_command(args.chapters, executed=args.executed)
+    rows = run(args.chapters, json_path=args.json, save_dir=args.save, timeout=args.timeout, setting=args.setting)
+    bad = [r for r in rows if r["status"] == "error" or
+           (args.strict and (r["status"] != "ok" or r.get("checked_diffs") or r.get("claims")))]
     return 1 if bad else 0
+
+
+def claims_command(chapters=None, executed=None, root=None) -> int:
+    """``book claims``: print each unbacked number of each chapter's prose; 1 if any."""
+    import nbformat
+    from vislab.claims import claims_problems
+
+    book = load_book(root)
+    total = 0
+    for ch in _select(book["chapters"], chapters):
+        if executed:
+            path = Path(executed) / ch.notebook.name
+            if not path.exists():
+                raise BookError(f"no executed {path}; run `python -m vislab.book run {ch.id} --save {executed}` first")
+            nb = nbformat.read(path, as_version=4)
+        else:
+            nb, row = _execute(ch, 600)
+            if row["status"] == "error":
+                print(f"{ch.file.name}: the chapter fails, its claims cannot be checked: {row['error']}")
+                total += 1
+                continue
+        problems = claims_problems(nb)
+        total += len(problems)
+        print(f"{ch.file.name}: " + ("every number backed" if not problems else f"{len(problems)} unbacked number(s)"))
+        for p in problems:
+            print(f"  - {p}")
+    return 1 if total else 0
 
 
 if __name__ == "__main__":
