@@ -2,6 +2,7 @@
 small temporary books built in tmp_path (each with its own book.yml and README)."""
 
 import json
+import os
 import shutil
 import textwrap
 
@@ -296,15 +297,64 @@ def test_select_chapters_by_number_id_or_file(tmp_path):
 
 
 def test_format_table():
-    rows = [{"chapter": "tiny", "seconds": 1.25, "budget_s": 60, "peak_mb": 120, "status": "ok", "error": ""},
-            {"chapter": "bad", "seconds": 2.0, "budget_s": 60, "peak_mb": None, "status": "error",
-             "error": "RuntimeError: boom"}]
+    rows = [{"chapter": "tiny", "file": "01_tiny.py", "seconds": 1.25, "budget_s": 60, "peak_mb": 120, "status": "ok",
+             "error": "", "setting": "portable", "checked_diffs": [], "claims": []},
+            {"chapter": "bad", "file": "02_bad.py", "seconds": 2.0, "budget_s": 60, "peak_mb": None, "status": "error",
+             "error": "RuntimeError: boom", "setting": "portable"},
+            {"chapter": "drift", "file": "03_drift.py", "seconds": 1.0, "budget_s": 60, "peak_mb": 100, "status": "ok",
+             "error": "", "setting": "portable",
+             "checked_diffs": [{"cell": 5, "recorded": "2.15e-06", "now": "2.26e-06"}],
+             "claims": ["cell 3: '93.7%' is in no output"]}]
     table = book.format_table(rows)
     lines = table.splitlines()
-    assert lines[0].split() == ["chapter", "seconds", "budget", "peak", "MB", "status"]
-    assert lines[2].split() == ["tiny", "1.2", "60", "120", "ok"] or lines[2].split() == ["tiny", "1.3", "60", "120", "ok"]
-    assert "?" in lines[3] and "error (RuntimeError: boom)" in lines[3]
-    assert lines[-1].split() == ["total", "3.2"] or lines[-1].split() == ["total", "3.3"]
+    assert lines[0].startswith("kernel setting: portable") and "ATEN_CPU_CAPABILITY" in lines[0]
+    assert lines[1].split() == ["chapter", "seconds", "budget", "peak", "MB", "checked", "claims", "status"]
+    assert lines[3].split() == ["tiny", "1.2", "60", "120", "same", "0", "ok"] or \
+        lines[3].split() == ["tiny", "1.3", "60", "120", "same", "0", "ok"]
+    assert "?" in lines[4] and "error (RuntimeError: boom)" in lines[4]
+    assert lines[5].split() == ["drift", "1.0", "60", "100", "1", "diff", "1", "ok"]
+    assert any(line.split()[:2] == ["total", "4.2"] or line.split()[:2] == ["total", "4.3"] for line in lines)
+    assert "03_drift.py cell 5: checked output differs" in table and "'2.26e-06'" in table
+    assert "03_drift.py cell 3: '93.7%'" in table
+
+
+def test_checked_differences_compare_sanitised_text(tmp_path):
+    import nbformat
+
+    def nb(text):
+        n = nbformat.v4.new_notebook()
+        cell = nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(x)")
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+        n.cells = [nbformat.v4.new_code_cell("x = 1"), cell]
+        return n
+
+    assert book.checked_differences(nb("took 1.5 s, shape (2, 3)\n"), nb("took 2.7 s, shape (2, 3)\n")) == []
+    diffs = book.checked_differences(nb("max 2.15e-06\n"), nb("max 2.26e-06\n"))
+    assert diffs == [{"cell": 2, "recorded": "max 2.15e-06", "now": "max 2.26e-06"}]
+
+
+def test_run_rejects_an_unknown_kernel_setting(tmp_path):
+    write_book(tmp_path, {"01_tiny": chapter("""
+        # %%
+        print(1)
+    """)})
+    with pytest.raises(book.BookError, match="unknown kernel setting 'fast'.*portable"):
+        book.run(root=tmp_path, setting="fast", json_path=tmp_path / "r.json")
+
+
+def test_run_under_the_portable_setting_sets_the_kernels_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    write_book(tmp_path, {"01_env": chapter("""
+        # %%
+        import os
+        print("isa", os.environ.get("ATEN_CPU_CAPABILITY"), os.environ.get("OMP_NUM_THREADS"))
+    """)})
+    (row,) = run(root=tmp_path, save_dir=tmp_path / "executed", timeout=120, setting="portable",
+                 json_path=tmp_path / "r.json")
+    assert row["status"] == "ok" and row["setting"] == "portable" and row["checked_diffs"] == []
+    nb = nbformat.read(tmp_path / "executed" / "01_env.ipynb", as_version=4)
+    assert "isa default 1" in "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "ATEN_CPU_CAPABILITY" not in os.environ          # restored after the run
 
 
 # ---- run: fresh kernels, offline ---------------------------------------------------------------------
