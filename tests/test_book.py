@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import textwrap
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -409,3 +410,12 @@ def test_sync_record_stores_the_reference_outputs_of_checked_cells(tmp_path):
     assert unchecked.outputs == []                                     # only checked cells keep outputs
     assert check(tmp_path) == []
     assert sync(root=tmp_path) == []                                   # a plain sync keeps the reference
+
+
+def test_ci_runs_the_readme_command_under_the_portable_setting_too():
+    """.ci/run's second pass uses exactly the variables of KERNEL_SETTINGS['portable'], and the
+    README shows the same command."""
+    root = Path(__file__).resolve().parents[1]
+    variables = " ".join(f"{k}={v}" for k, v in book.KERNEL_SETTINGS["portable"].items())
+    assert f"{variables} .venv/bin/python -m pytest" in (root / ".ci" / "run").read_text()
+    assert f"{variables} .venv/bin/python -m pytest" in (root / "README.md").read_text()
