@@ -419,3 +419,25 @@ def test_ci_runs_the_readme_command_under_the_portable_setting_too():
     variables = " ".join(f"{k}={v}" for k, v in book.KERNEL_SETTINGS["portable"].items())
     assert f"{variables} .venv/bin/python -m pytest" in (root / ".ci" / "run").read_text()
     assert f"{variables} .venv/bin/python -m pytest" in (root / "README.md").read_text()
+
+
+@pytest.mark.parametrize("source, ok", [
+    ('from vislab.online import hub_available\nif hub_available("real CLIP"):\n    x = 1\n', True),
+    ('import torch\nfrom vislab.online import hub_available\n\nif hub_available("a"):\n    y = 2\nif hub_available("b"):\n    z = 3\n', True),
+    ('from transformers import CLIPModel\nmodel = CLIPModel.from_pretrained("openai/clip")\n', False),
+    ('if hub_available("a"):\n    x = 1\nelse:\n    x = download()\n', False),
+    ('x = 1\nif hub_available("a"):\n    y = x\n', False),
+    ('import os\n', False),
+    ('if hub_available(:\n', False),
+])
+def test_online_cells_must_be_guarded(source, ok):
+    assert book.online_cell_is_guarded(source) is ok
+
+
+def test_check_reports_an_unguarded_online_cell(tmp_path):
+    write_book(tmp_path, {"01_net": chapter("""
+        # %% tags=["online"]
+        from transformers import CLIPModel
+        model = CLIPModel.from_pretrained("openai/clip-vit-base-patch32")
+    """)})
+    assert any("an online cell must be imports and one `if hub_available" in p for p in check(tmp_path))

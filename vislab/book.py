@@ -373,7 +373,33 @@ def _cell_problems(nb) -> list:
             problems.append(f"cell {i}: a cell cannot be both exercise and solution")
         if cell.cell_type == "code" and re.search(r"^\s*from\s+\S+\s+import\s+\*", cell.source, re.M):
             problems.append(f"cell {i}: no star imports in chapters")
+        if cell.cell_type == "code" and "online" in tags and not online_cell_is_guarded(cell.source):
+            problems.append(f"cell {i}: an online cell must be imports and one `if hub_available(\"what it shows\"):` "
+                            "block (vislab.online), so that Run All offline prints one line instead of failing")
     return problems
+
+
+def online_cell_is_guarded(source: str) -> bool:
+    """True when a cell is only imports and ``if hub_available(...):`` blocks (no ``else`` that
+    could need the network), so that offline it prints one line and ends without error."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    guarded = False
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Call) and not node.orelse:
+            func = node.test.func
+            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+            if name == "hub_available":
+                guarded = True
+                continue
+        return False
+    return guarded
 
 
 # ----------------------------------------------------------------------------- run
