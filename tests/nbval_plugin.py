@@ -7,6 +7,9 @@
   peak (itself and reaped children) and the summed PSS of the whole kernel process tree, sampled
   from this process while the chapter runs (``vislab.memwatch.TreePeak``), so that worker
   processes (chapter 4's ranks) count too.
+- Just before it, an item "exercises proven" asks the kernel for ``vislab.check.proof_problems()``:
+  every exercise whose solution ran must have been checked untouched first, failed there, and
+  passed with its solution (it sits before "peak memory", which ends the chapter's sampler).
 """
 
 from __future__ import annotations
@@ -28,6 +31,13 @@ _tree_mb = TREE_MB
 _peak_mb = max(_own_mb, _tree_mb)
 print(f"peak memory {_peak_mb:.0f} MB (kernel {_own_mb:.0f} MB, process tree {_tree_mb:.0f} MB; budget {LIMIT_MB:.0f} MB)")
 assert _peak_mb <= LIMIT_MB, f"{NAME}: peak memory {_peak_mb:.0f} MB exceeds its budget of {LIMIT_MB:.0f} MB"
+"""
+
+PROOF_CHECK = """\
+from vislab import check as _check
+_problems = _check.proof_problems()
+assert not _problems, NAME + ": exercises not proven:\\n  " + "\\n  ".join(_problems)
+print(f"exercises proven: {len({c.exercise for c in _check.recorded()})}")
 """
 
 
@@ -72,6 +82,9 @@ def pytest_collection_modifyitems(config, items):
         options["check"] = False
         extra = IPyNbCell.from_parent(parent, name="peak memory", cell_num=10_000, cell=cell, options=options)
         items.insert(index + 1, extra)
+        proof = nbformat.v4.new_code_cell(PROOF_CHECK.replace("NAME", repr(path.name)))
+        items.insert(index + 1, IPyNbCell.from_parent(parent, name="exercises proven", cell_num=9_999,
+                                                      cell=proof, options=options))
 
 
 def pytest_runtest_setup(item):

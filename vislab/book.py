@@ -618,6 +618,9 @@ def build(chapters=None, root=None, out=None, timeout: int = 600) -> Path:
         executed[ch.id], rows[ch.id] = nb, row
     out = Path(out) if out else book["root"] / "_build" / "site"
     files = build_site(book, executed, out, rows)
+    from vislab.handouts import write_handouts
+
+    write_handouts(chapters, root=root)                # _build/handouts: exercises-only and solutions
     print(format_table(list(rows.values())))
     print(f"site: {len(files)} files in {out} (open {out / 'index.html'})")
     return out
@@ -651,12 +654,20 @@ def main(argv=None) -> int:
     p_build = sub.add_parser("build", help="static HTML site and reveal.js slides of the executed chapters")
     p_build.add_argument("chapters", nargs="*")
     p_build.add_argument("--out", default=None, help="output folder (default: _build/site)")
+    p_hand = sub.add_parser("handouts", help="per chapter an exercises-only notebook and a solutions version")
+    p_hand.add_argument("chapters", nargs="*", help="numbers, ids or file names (default: all)")
+    p_hand.add_argument("--out", default=None, help="output folder (default: _build/handouts)")
     args = parser.parse_args(argv)
     if args.cmd == "badges":
         from vislab.site import update_readme
 
         changed, _ = update_readme(load_book())
         print("README.md chapter table " + ("updated" if changed else "already up to date"))
+        return 0
+    if args.cmd == "handouts":
+        from vislab.handouts import write_handouts
+
+        write_handouts(args.chapters, out=args.out)
         return 0
     if args.cmd == "build":
         build(args.chapters, out=args.out)
