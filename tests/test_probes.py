@@ -101,7 +101,7 @@ def test_retrieval_identity_is_perfect():
 def test_retrieval_permuted_identity():
     n = 20
     perm = torch.roll(torch.arange(n), 1)                        # no fixed point
-    s = torch.eye(n)[perm]                                       # each true pair is beaten by exactly one
+    s = 2 * torch.eye(n)[perm] + torch.eye(n) - 1               # each true pair (0) is beaten by exactly one (1)
     r = retrieval_recall(s, ks=(1, 2, 5))
     assert r == {"R@1": 0.0, "R@2": 1.0, "R@5": 1.0}
     # half the rows permuted, half right
@@ -123,8 +123,9 @@ def test_retrieval_matches_brute_force_on_random_scores():
     assert retrieval_recall(s.T, ks=(1,))["R@1"] == pytest.approx(brute_force_recall(s.T.numpy(), 1))
 
 
-def test_retrieval_accepts_numpy_and_ignores_ties_against_the_truth():
-    assert retrieval_recall(np.ones((4, 4)), ks=(1,)) == {"R@1": 1.0}
+def test_retrieval_accepts_numpy_and_counts_ties_as_chance():
+    # a collapsed encoder (all similarities equal) scores chance, k / n, not perfect retrieval
+    assert retrieval_recall(np.ones((4, 4)), ks=(1, 2, 4)) == {"R@1": 0.25, "R@2": 0.5, "R@4": 1.0}
 
 
 def test_retrieval_bad_input():

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vislab.validate import check_finite, check_names, check_number, check_tensor
 from vislab.vit import Mlp, ViT, ViTConfig
 
 __all__ = ["TextConfig", "TextTransformer", "CausalSelfAttention", "TextBlock", "CLIPConfig", "CLIP", "clip_loss", "clip_loss_explicit",
@@ -86,6 +87,11 @@ class TextConfig:
             raise ValueError(f"eot_token_id {self.eot_token_id} is outside the vocabulary of {self.vocab_size}")
         if self.activation not in TEXT_ACTIVATIONS:
             raise ValueError(f"activation must be one of {TEXT_ACTIVATIONS}, got {self.activation!r}")
+        check_number("TextConfig.norm_eps", self.norm_eps, 0.0, strict_min=True)
+        check_number("TextConfig.mlp_ratio", self.mlp_ratio, 0.0, strict_min=True)
+        if int(self.width * self.mlp_ratio) < 1:
+            raise ValueError(f"mlp_ratio={self.mlp_ratio} gives a zero-width MLP for width {self.width} "
+                             f"(int({self.width} * {self.mlp_ratio}) = 0); use mlp_ratio >= {1 / self.width:.3g}")
 
 
 class CausalSelfAttention(nn.Module):
@@ -267,6 +273,8 @@ class CLIPConfig:
                              f"{self.vision.num_classes}")
         if isinstance(self.embed_dim, bool) or not isinstance(self.embed_dim, int) or self.embed_dim < 1:
             raise ValueError(f"embed_dim must be a positive int, got {self.embed_dim!r}")
+        check_number("init_logit_scale", self.init_logit_scale)
+        check_number("max_logit_scale", self.max_logit_scale)
         if not self.init_logit_scale <= self.max_logit_scale:
             raise ValueError(f"init_logit_scale {self.init_logit_scale} exceeds max_logit_scale {self.max_logit_scale}")
 
@@ -365,10 +373,25 @@ def _check_pair(image_features, text_features):
 
 
 def _logit_scale(logit_scale, like: torch.Tensor) -> torch.Tensor:
+    _check_scale("logit_scale", logit_scale)
     s = torch.as_tensor(logit_scale, dtype=like.dtype, device=like.device)
     if s.numel() != 1:
         raise ValueError(f"logit_scale must be a scalar (exp(t) = 1/tau), got shape {tuple(s.shape)}")
     return s.reshape(())
+
+
+def _check_scale(name: str, value) -> None:
+    """A multiplier 1/tau must be finite and > 0 (0 makes every logit 0; < 0 ranks backwards).
+    Read only from Python numbers and CPU tensors, so a training step on a GPU never syncs."""
+    if isinstance(value, torch.Tensor) and (value.device.type != "cpu" or value.numel() != 1):
+        return
+    if isinstance(value, (int, float, torch.Tensor)) and not isinstance(value, bool):
+        v = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+        if not math.isfinite(v) or v <= 0:
+            raise ValueError(f"{name} must be a finite number > 0 (the multiplier exp(t) = 1/tau), got {v}; "
+                             "pass model.logit_scale.exp(), not t itself")
+    elif not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a number or a scalar tensor, got {type(value).__name__}")
 
 
 def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale) -> torch.Tensor:
@@ -447,11 +470,14 @@ def zero_shot_classifier(model, tokenizer, classnames: Sequence[str],
     Returns:
         ``(C, E)`` unit-norm class embeddings; logits are ``s * normalize(I) @ W^T``.
     """
-    if isinstance(classnames, str) or len(classnames) == 0:
+    if isinstance(classnames, str) or (isinstance(classnames, (list, tuple)) and len(classnames) == 0):
         raise ValueError("classnames must be a non-empty list of class names (got "
                          f"{classnames!r}); zero-shot needs at least one class")
+    _check_classnames(classnames, tokenizer)
     if isinstance(templates, str):
         templates = [templates]
+    if isinstance(templates, (set, frozenset)):
+        raise TypeError("templates is a set, whose order changes from run to run; pass a list")
     if len(templates) == 0:
         raise ValueError("templates is empty: give at least one prompt template such as 'a photo of a {}'")
     if device is None:
@@ -463,9 +489,24 @@ def zero_shot_classifier(model, tokenizer, classnames: Sequence[str],
     return F.normalize(emb.mean(dim=1), dim=-1)                                # (C, E)
 
 
+def _check_classnames(classnames, tokenizer) -> None:
+    """Distinct names in a fixed order, every word known to the tokenizer (an unknown word becomes
+    ``<unk>``, so "zebra" and "okapi" would get identical classifier rows)."""
+    check_names("classnames", classnames)
+    unknown_words = getattr(tokenizer, "unknown_words", None)
+    if callable(unknown_words) and getattr(tokenizer, "unknown", "unk") == "unk":
+        unknown = unknown_words(list(classnames))
+        if unknown:
+            raise ValueError(f"class names use words the tokenizer does not know: {unknown}; each would become "
+                             "<unk> and classes differing only in them would get identical weights. Use words "
+                             "of the vocabulary (tokenizer.words) or add them and retrain")
+
+
 def zero_shot_logits(image_features: torch.Tensor, classifier: torch.Tensor, logit_scale=1.0) -> torch.Tensor:
     """``(B, E)`` image embeddings and ``(C, E)`` class weights → ``(B, C)`` logits
     ``s * normalize(I) W^T`` (argmax = predicted class; softmax = CLIP's probabilities)."""
+    check_tensor("image_features", image_features)
+    check_tensor("classifier", classifier)
     if image_features.dim() != 2 or classifier.dim() != 2:
         raise ValueError(f"expected image_features (B, E) and classifier (C, E), got "
                          f"{tuple(image_features.shape)} and {tuple(classifier.shape)}")
@@ -493,7 +534,9 @@ def retrieval_recall(image_features: torch.Tensor, text_features: torch.Tensor,
     """Recall@K in both directions (paper sec. 3.1.6, table 13).
 
     Image i's query succeeds at K if one of its positive captions is among the K captions
-    most similar to it (cosine similarity); likewise for caption queries.
+    most similar to it (cosine similarity); likewise for caption queries. Candidates with
+    equal similarity are ranked in random order, and the recall is the expected value under
+    that random tie-breaking, so a collapsed encoder (all similarities equal) scores chance.
 
     Args:
         image_features: ``(B, E)``.  text_features: ``(B_t, E)``.
@@ -502,6 +545,8 @@ def retrieval_recall(image_features: torch.Tensor, text_features: torch.Tensor,
     Returns:
         ``{"image_to_text_R@K": float, "text_to_image_R@K": float, ...}`` in [0, 1].
     """
+    check_tensor("image_features", image_features)
+    check_tensor("text_features", text_features)
     if image_features.dim() != 2 or text_features.dim() != 2:
         raise ValueError(f"expected (B, E) features, got {tuple(image_features.shape)} and "
                          f"{tuple(text_features.shape)}")
@@ -517,15 +562,39 @@ def retrieval_recall(image_features: torch.Tensor, text_features: torch.Tensor,
         raise ValueError(f"positives must have shape ({B}, {Bt}), got {tuple(positives.shape)}")
     if not positives.any(1).all() or not positives.any(0).all():
         raise ValueError("every image and every caption needs at least one positive")
+    if isinstance(ks, int) or any(isinstance(k, bool) or not isinstance(k, int) for k in ks):
+        raise ValueError(f"ks must be positive ints, got {ks}")
     ks = [int(k) for k in ks]
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be positive ints, got {ks}")
+    check_finite("image_features", image_features)
+    check_finite("text_features", text_features)
     sim = F.normalize(image_features.float(), dim=-1) @ F.normalize(text_features.float(), dim=-1).t()  # (B, Bt)
     out = {}
     for name, s, pos in (("image_to_text", sim, positives), ("text_to_image", sim.t(), positives.t())):
-        order = s.argsort(dim=1, descending=True)                               # (Q, M) ranked candidates
-        hits = pos.gather(1, order)                                             # (Q, M) is the k-th a positive?
-        first = torch.where(hits.any(1), hits.float().argmax(1), hits.shape[1])  # (Q,) rank of first positive
-        for k in ks:
-            out[f"{name}_R@{k}"] = (first < k).float().mean().item()
+        for k, r in zip(ks, _expected_recall(s, pos, ks)):
+            out[f"{name}_R@{k}"] = r
+    return out
+
+
+def _expected_recall(s: torch.Tensor, pos: torch.Tensor, ks) -> list:
+    """Recall@K of each query (row of ``s``) with ties in random order, averaged over queries.
+
+    With s* the best positive's score, ``a`` candidates strictly above it, and ``p`` positives
+    and ``q`` negatives tied at s*: the query succeeds at K unless the first K - a places of the
+    tied group are all negatives, which happens with probability prod_{i<K-a} (q-i)/(p+q-i).
+    """
+    best = s.masked_fill(~pos, float("-inf")).amax(dim=1, keepdim=True)          # (Q, 1) s*
+    above = (s > best).sum(1)                                                    # (Q,) a
+    tied = s == best                                                             # (Q, M)
+    p = (tied & pos).sum(1).float()                                              # (Q,)
+    q = (tied & ~pos).sum(1).float()                                             # (Q,)
+    J = max(ks)
+    i = torch.arange(J, dtype=torch.float32, device=s.device)                    # (J,)
+    factor = torch.where(i < q[:, None], (q[:, None] - i) / (p[:, None] + q[:, None] - i), 0.0)   # (Q, J)
+    all_negative = torch.cat([torch.ones_like(p)[:, None], factor.cumprod(1)], dim=1)  # (Q, J+1)
+    out = []
+    for k in ks:
+        m = (k - above).clamp(0, J)                                              # (Q,) tied places inside the top k
+        out.append((1 - all_negative.gather(1, m[:, None]).squeeze(1)).mean().item())
     return out
