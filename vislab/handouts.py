@@ -12,7 +12,8 @@ per chapter, from its ``.py`` source alone (offline, nothing executed):
 four exercises of at least three kinds, read from the ``vislab.check`` calls in the cells; every
 ``exercise`` cell says what to do with a TODO and is followed by a ``solution`` cell; a
 questionnaire (a markdown cell headed ``## Questionnaire`` with 8-12 numbered questions)
-followed by a markdown cell tagged ``solution`` whose first line is ``**Answers**``.
+followed by a markdown cell tagged ``solution`` whose first line is ``**Answers**``; and no
+cell uses a name that only a solution cell defines (the handout would stop there).
 """
 
 from __future__ import annotations
@@ -163,12 +164,48 @@ def exercise_problems(nb) -> list:
             continue
         if "TODO" not in cell.source:
             problems.append(f"cell {i + 1}: an exercise cell must say what to do with a TODO")
-        following = next((j for j in range(i + 1, len(cells))
-                          if {"exercise", "solution"} & set(_tags(cells[j]))), None)
+        following = next((j for j in range(i + 1, len(cells)) if "exercise" in _tags(cells[j])
+                          or ("solution" in _tags(cells[j]) and cells[j].cell_type == "code")), None)
         if following is None or "solution" not in _tags(cells[following]):
             problems.append(f"cell {i + 1}: an exercise cell must be followed by its solution cell "
-                            "(tagged 'solution') before the next exercise")
-    return problems + _questionnaire_problems(nb)
+                            "(a code cell tagged 'solution') before the next exercise")
+    return problems + _handout_problems(nb) + _questionnaire_problems(nb)
+
+
+def _defined(tree) -> set:
+    """The names a cell binds at its top level (defs, classes, assignments, imports)."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        else:
+            names |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    return names
+
+
+def _handout_problems(nb) -> list:
+    """Names that only a solution cell defines but a later cell uses: without the solution
+    cells (the exercises handout) that cell would stop "Run All" with a NameError."""
+    problems, from_solution, elsewhere = [], {}, set()
+    for i, cell in enumerate(nb.cells, 1):
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(_python(cell.source))
+        except SyntaxError:
+            continue                                  # reported by exercise_calls when it holds a check
+        if "solution" in _tags(cell):
+            for name in _defined(tree) - elsewhere:
+                from_solution.setdefault(name, i)
+            continue
+        used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        elsewhere |= _defined(tree)
+        for name in sorted(used & set(from_solution) - elsewhere):
+            problems.append(f"cell {i}: uses {name}, which only solution cell {from_solution[name]} defines "
+                            "(the exercises handout would stop there)")
+    return problems
 
 
 def _blank_outputs(nb) -> None:
