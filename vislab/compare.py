@@ -12,7 +12,8 @@ continuous positions, medium and large shapes, the union of what the encoders we
 - semantic: the shape (7) and the colour (8) of a single shape, by a linear probe and by k-NN;
   the shape again on scenes whose shape sits on the 3x3 grid of positions (CLIP's and SigLIP's
   training distribution: how much of a gap is distribution shift); zero-shot shape (text towers
-  only); image → caption retrieval R@1 (text towers only);
+  only, on those grid scenes, by the nearest prompt: see :func:`zero_shot_prompts`); image →
+  caption retrieval R@1 (text towers only);
 - spatial: the 3x3 cell of a single shape (linear); the left/right relation of two shapes bound
   to their identity ("is the shape that comes first in SHAPES on the left?", linear); the number
   of shapes, 1 to 3 (linear);
@@ -72,7 +73,7 @@ PROBES: dict[str, tuple[str, str]] = {
     "color_linear": ("semantic", "colour of one object (8), linear probe"),
     "color_knn": ("semantic", "colour of one object (8), 20-NN"),
     "shape_grid": ("semantic", "shape of one object on the 3x3 grid of positions (7), linear probe"),
-    "zero_shot": ("semantic", "shape from text prompts alone (text towers)"),
+    "zero_shot": ("semantic", "shape from text prompts alone, nearest prompt, 3x3 grid scenes (text towers)"),
     "retrieval": ("semantic", "image -> its caption among the test captions, R@1 (text towers)"),
     "position": ("spatial", "3x3 cell of one object (9), linear probe"),
     "relation": ("spatial", "is the first-listed of two shapes on the left (2), linear probe"),
@@ -360,13 +361,13 @@ def _extract(encoder: Encoder, images: torch.Tensor, batch_size: int, device, de
 def features(encoder: Encoder, data: ProbeData, batch_size: int = 250, device="cpu") -> dict:
     """Every feature the probes read, as numpy arrays: ``{set: {split: (n, D)}}`` for
     ``single``, ``grid``, ``multi``, ``pairs`` (global features), ``dense`` (``(n*G*G, D)``, cells in row-major
-    order, from the ``multi`` scenes), ``embed`` (aligned image embeddings of ``single``, text towers
-    only)."""
+    order, from the ``multi`` scenes), ``embed`` and ``embed_grid`` (aligned image embeddings of ``single``
+    and of ``grid``, text towers only)."""
     if not isinstance(encoder, Encoder):
         raise TypeError(f"expected an Encoder (vislab.compare.load_encoder), got {type(encoder).__name__}")
     out = {"single": {}, "grid": {}, "multi": {}, "pairs": {}, "dense": {}}
     if encoder.has_text:
-        out["embed"] = {}
+        out["embed"], out["embed_grid"] = {}, {}
     for split in ("train", "test"):
         out["single"][split], _ = _extract(encoder, data.single[split].images, batch_size, device, False)
         out["grid"][split], _ = _extract(encoder, data.grid[split].images, batch_size, device, False)
@@ -374,16 +375,22 @@ def features(encoder: Encoder, data: ProbeData, batch_size: int = 250, device="c
         out["multi"][split], out["dense"][split] = _extract(encoder, data.multi[split].images, batch_size, device,
                                                             True)
         if encoder.has_text:
-            g = torch.as_tensor(out["single"][split])
-            out["embed"][split] = encoder.embed_fn(g.to(device)).float().cpu().numpy()   # (n, E)
+            for key, src in (("embed", "single"), ("embed_grid", "grid")):
+                g = torch.as_tensor(out[src][split])
+                out[key][split] = encoder.embed_fn(g.to(device)).float().cpu().numpy()   # (n, E)
     return out
 
 
 def zero_shot_prompts() -> dict:
     """shape -> the prompts its zero-shot class embedding averages: every full single-shape caption
     that names it (sizes x colours x positions, ShapeWorld's own wording) and "a photo of a {shape}".
-    (CLIP's prompt ensembling, arXiv:2103.00020 sec. 3.1.4; SigLIP's tower was trained on full
-    captions only, so a bare "a photo of a star" is text it never saw.)"""
+    (SigLIP's tower was trained on full captions only, so a bare "a photo of a star" is text it
+    never saw.) The zero-shot probe gives each shape the score of its *nearest* prompt, the rule
+    of chapters 3 and 4's caption choice. CLIP's prompt ensembling (arXiv:2103.00020 sec. 3.1.4)
+    averages the prompts' embeddings instead; that assumes the captions of one class cluster
+    around one direction, which holds for our CLIP but not for our SigLIP, whose caption
+    embeddings spread out (the norm of a class's mean embedding is about half CLIP's), so an
+    averaged prototype put SigLIP below chance while its nearest caption names the right shape."""
     out = {}
     for s in SHAPES:
         caps = [f"a photo of a {s}"]
@@ -396,11 +403,11 @@ def zero_shot_prompts() -> dict:
 
 def _zero_shot(encoder: Encoder, feats: dict, data: ProbeData) -> float:
     prompts = zero_shot_prompts()
-    cls = torch.stack([F.normalize(F.normalize(encoder.text_embed_fn(prompts[s]), dim=-1).mean(0), dim=0)
-                       for s in SHAPES])                                      # (7, E)
-    img = F.normalize(torch.as_tensor(feats["embed"]["test"]), dim=-1)       # (n, E)
-    pred = (img @ cls.t()).argmax(dim=1)                                      # (n,)
-    return float((pred == data.single["test"].labels["shape"]).float().mean())
+    img = F.normalize(torch.as_tensor(feats["embed_grid"]["test"]), dim=-1)  # (n, E), grid scenes
+    scores = torch.stack([(img @ F.normalize(encoder.text_embed_fn(prompts[s]), dim=-1).t()).amax(dim=1)
+                          for s in SHAPES], dim=1)                            # (n, 7): nearest prompt per shape
+    pred = scores.argmax(dim=1)                                               # (n,)
+    return float((pred == data.grid["test"].labels["shape"]).float().mean())
 
 
 def _retrieval(encoder: Encoder, feats: dict, data: ProbeData) -> float:
