@@ -17,6 +17,8 @@ from typing import Callable, Iterable
 import torch
 from tqdm.auto import tqdm
 
+from vislab.validate import check_int, check_number
+
 __all__ = ["History", "fit", "evaluate_accuracy"]
 
 
@@ -135,6 +137,7 @@ def fit(model: torch.nn.Module, loss_fn: Callable, batches, optimizer: torch.opt
         raise ValueError(f"log_every must be a positive int, got {log_every!r}")
     if max_seconds is not None and max_seconds <= 0:
         raise ValueError(f"max_seconds must be positive or None, got {max_seconds!r}")
+    _check_fit(model, loss_fn, optimizer, grad_clip, after_step, eval_fn, history)
     get_batch = _batch_source(batches)
     hist = history if history is not None else History()
     start_step = hist.steps_done
@@ -195,17 +198,55 @@ def fit(model: torch.nn.Module, loss_fn: Callable, batches, optimizer: torch.opt
     return hist
 
 
-@torch.no_grad()
-def evaluate_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
-    """Top-1 accuracy of ``model(images)`` logits against ``labels``, in batches."""
+def _check_fit(model, loss_fn, optimizer, grad_clip, after_step, eval_fn, history) -> None:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a callable loss_fn(model, batch) -> loss, got {type(loss_fn).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if grad_clip is not None:
+        check_number("grad_clip", grad_clip, 0.0, strict_min=True)     # <= 0 would step along, or zero, the gradient
+    for name, fn in (("after_step", after_step), ("eval_fn", eval_fn)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be callable or None, got {type(fn).__name__}")
+    if history is not None and not isinstance(history, History):
+        raise TypeError(f"history must be a vislab.train.History or None, got {type(history).__name__}")
+
+
+def _check_accuracy_inputs(model, images, labels, batch_size) -> None:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    for name, t in (("images", images), ("labels", labels)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if labels.dim() != 1:
+        raise ValueError(f"labels must be (B,) class indices, got shape {tuple(labels.shape)}; "
+                         "flatten them (labels.view(-1)) or take argmax of one-hot labels")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}; use labels.long()")
     if images.shape[0] != labels.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
+    check_int("batch_size", batch_size, minimum=1)
+
+
+def _check_logits(logits, n: int) -> None:
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != n:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"the model must return (B, K) = ({n}, K) logits, got {got}")
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
+    """Top-1 accuracy of ``model(images)`` logits ``(B, K)`` against ``labels`` ``(B,)``, in batches."""
+    _check_accuracy_inputs(model, images, labels, batch_size)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     correct = 0
     for i in range(0, images.shape[0], batch_size):
         logits = model(images[i:i + batch_size].to(device))
+        _check_logits(logits, images[i:i + batch_size].shape[0])
         correct += (logits.argmax(-1).cpu() == labels[i:i + batch_size].cpu()).sum().item()
     model.train(was_training)
     return correct / max(1, images.shape[0])
