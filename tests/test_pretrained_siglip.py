@@ -135,3 +135,59 @@ def test_missing_tensor_is_named():
 
     with pytest.raises(WeightMismatchError, match="text_model.head.bias"):
         convert(Fake())
+
+
+# ----------------------------------------------------------------------------- chapter 4's online cell
+def _chapter_cells(name):
+    from pathlib import Path
+
+    jupytext = pytest.importorskip("jupytext")
+    chapter = jupytext.read(Path(__file__).resolve().parents[1] / "chapters" / name)
+    code = [c for c in chapter.cells if c.cell_type == "code"]
+    online = [c.source for c in code if "online" in c.metadata.get("tags", [])]
+    return code[0].source, online
+
+
+class _FakeProcessor:
+    """Stands in for SiglipProcessor (whose tokenizer needs a downloaded SentencePiece model):
+    token ids padded to the tiny model's context and 32 px pixel values."""
+
+    def __call__(self, text, images, padding, return_tensors):
+        assert padding == "max_length" and return_tensors == "pt"
+        g = torch.Generator().manual_seed(0)
+        ids = torch.randint(2, VOCAB, (len(text), CTX), generator=g)
+        ids[:, -3:] = 1
+        return {"input_ids": ids, "pixel_values": torch.randn(len(images), 3, 32, 32, generator=g)}
+
+
+def test_chapter4_online_cell_runs_with_a_tiny_model(monkeypatch):
+    """Chapter 4's `online` cell with the hub 'reachable' and `from_pretrained` answered by a tiny
+    random SiglipModel: it converts, checks vislab's logits against transformers', prints one
+    probability per photo and caption."""
+    first, online = _chapter_cells("04_siglip.py")
+    assert online and all("hub_available(" in src for src in online)
+    hf = tiny_siglip()
+    monkeypatch.setattr("vislab.online.hub_reachable", lambda *a, **k: True)
+    monkeypatch.setattr(transformers.SiglipModel, "from_pretrained", classmethod(lambda cls, *a, **k: hf))
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", classmethod(lambda cls, *a, **k: _FakeProcessor()))
+    namespace = {"__name__": "chapter04"}
+    exec(compile(first, "04_siglip.py:first cell", "exec"), namespace)
+    for i, src in enumerate(online):
+        exec(compile(src, f"04_siglip.py:online cell {i}", "exec"), namespace)
+    assert isinstance(namespace["real"], SigLIP)
+    assert namespace["our_logits"].shape == (2, 4)
+
+
+def test_chapter4_online_cell_offline_prints_one_line(monkeypatch, capsys):
+    first, online = _chapter_cells("04_siglip.py")
+    monkeypatch.setattr("vislab.online.hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(transformers.SiglipModel, "from_pretrained",
+                        classmethod(lambda cls, *a, **k: pytest.fail("offline, nothing may be downloaded")))
+    namespace = {"__name__": "chapter04"}
+    exec(compile(first, "04_siglip.py:first cell", "exec"), namespace)
+    capsys.readouterr()
+    for src in online:
+        exec(compile(src, "04_siglip.py:online cell", "exec"), namespace)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == len(online) and all(line.startswith("offline") for line in out)
+    assert "real" not in namespace
