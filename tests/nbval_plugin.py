@@ -10,6 +10,10 @@
 - Just before it, an item "exercises proven" asks the kernel for ``vislab.check.proof_problems()``:
   every exercise whose solution ran must have been checked untouched first, failed there, and
   passed with its solution (it sits before "peak memory", which ends the chapter's sampler).
+- With ``--nbval-claims`` (on in pyproject's addopts), a last item "claims" checks the chapter's
+  prose against what its cells printed in this very run (``vislab.claims``): every number in a
+  markdown cell is in an output, in the code, or in a ``(cited: ...)`` block. It needs the whole
+  chapter: when a cell failed or was deselected it is skipped, saying so.
 """
 
 from __future__ import annotations
@@ -22,6 +26,46 @@ import pytest
 from vislab.memwatch import TreePeak
 
 _watchers: dict = {}            # notebook file item -> TreePeak sampling its kernel's process tree
+_outputs: dict = defaultdict(list)   # notebook file item -> the outputs of each of its cells that ran
+EXTRA_ITEMS = ("peak memory", "exercises proven")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--nbval-claims", action="store_true", default=False,
+                     help="after each chapter, check its prose's numbers against the outputs of this run "
+                          "(vislab.claims)")
+
+
+class ClaimsItem(pytest.Item):
+    """The claims check of one chapter, on the outputs nbval just collected from its kernel."""
+
+    def runtest(self):
+        import nbformat
+
+        from vislab.claims import claims_problems
+
+        nb = nbformat.read(str(self.parent.fspath), as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code" and "online" not in c.metadata.get("tags", [])]
+        ran = _outputs.pop(self.parent, [])
+        if len(ran) != len(code):
+            pytest.skip(f"claims need the whole chapter: {len(ran)} of its {len(code)} offline code cells ran")
+        problems = claims_problems(nb, outputs_by_cell=ran)
+        if problems:
+            raise AssertionError(f"{Path(str(self.parent.fspath)).name}: {len(problems)} number(s) in the prose that "
+                                 "no output, no code and no (cited: ...) backs (render results from variables; "
+                                 "mark paper figures `(cited: SOURCE)`):\n  " + "\n  ".join(problems))
+
+    def reportinfo(self):
+        return self.parent.fspath, None, f"{self.parent.name}::claims"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.passed and getattr(item, "cell", None) is not None \
+            and item.name not in EXTRA_ITEMS and item.parent is not None:
+        _outputs[item.parent].append(getattr(item, "test_outputs", None) or [])
 
 PEAK_CHECK = """\
 import resource as _r, sys as _s
@@ -85,6 +129,8 @@ def pytest_collection_modifyitems(config, items):
         proof = nbformat.v4.new_code_cell(PROOF_CHECK.replace("NAME", repr(path.name)))
         items.insert(index + 1, IPyNbCell.from_parent(parent, name="exercises proven", cell_num=9_999,
                                                       cell=proof, options=options))
+        if config.getoption("nbval_claims", default=False):
+            items.insert(index + 3, ClaimsItem.from_parent(parent, name="claims"))
 
 
 def pytest_runtest_setup(item):
