@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vislab.validate import check_finite, check_names, check_number, check_tensor
+from vislab.validate import check_finite, check_names, check_number, check_scale, check_tensor
 from vislab.vit import Mlp, ViT, ViTConfig
 
 __all__ = ["TextConfig", "TextTransformer", "CausalSelfAttention", "TextBlock", "CLIPConfig", "CLIP", "clip_loss", "clip_loss_explicit",
@@ -373,25 +373,11 @@ def _check_pair(image_features, text_features):
 
 
 def _logit_scale(logit_scale, like: torch.Tensor) -> torch.Tensor:
-    _check_scale("logit_scale", logit_scale)
+    check_scale("logit_scale", logit_scale)
     s = torch.as_tensor(logit_scale, dtype=like.dtype, device=like.device)
     if s.numel() != 1:
         raise ValueError(f"logit_scale must be a scalar (exp(t) = 1/tau), got shape {tuple(s.shape)}")
     return s.reshape(())
-
-
-def _check_scale(name: str, value) -> None:
-    """A multiplier 1/tau must be finite and > 0 (0 makes every logit 0; < 0 ranks backwards).
-    Read only from Python numbers and CPU tensors, so a training step on a GPU never syncs."""
-    if isinstance(value, torch.Tensor) and (value.device.type != "cpu" or value.numel() != 1):
-        return
-    if isinstance(value, (int, float, torch.Tensor)) and not isinstance(value, bool):
-        v = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
-        if not math.isfinite(v) or v <= 0:
-            raise ValueError(f"{name} must be a finite number > 0 (the multiplier exp(t) = 1/tau), got {v}; "
-                             "pass model.logit_scale.exp(), not t itself")
-    elif not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name} must be a number or a scalar tensor, got {type(value).__name__}")
 
 
 def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale) -> torch.Tensor:

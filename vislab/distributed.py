@@ -69,6 +69,7 @@ import torch.nn.functional as F
 from vislab.clip import clip_loss
 from vislab.memwatch import pss_bytes
 from vislab.siglip import sigmoid_loss
+from vislab.validate import check_scale
 
 __all__ = ["RankContext", "RankFailedError", "LaunchTimeoutError", "CommCounter", "PeakMemory", "launch",
            "default_backend", "split_batch", "check_even_split", "all_gather_features", "clip_loss_allgather",
@@ -441,6 +442,7 @@ def clip_loss_allgather(image_features: torch.Tensor, text_features: torch.Tenso
     txt = F.normalize(text_features, dim=-1)                                   # (c, E)
     all_img = _AllGatherWithGrad.apply(img, counter)                           # (B, E)
     all_txt = _AllGatherWithGrad.apply(txt, counter)                           # (B, E)
+    check_scale("logit_scale", logit_scale)
     s = torch.as_tensor(logit_scale, dtype=img.dtype, device=img.device).reshape(())
     labels = torch.arange(rank * c, (rank + 1) * c, device=img.device)         # (c,) our pairs' columns
     per_image = s * img @ all_txt.t()                                          # (c, B)
@@ -551,6 +553,8 @@ def sigmoid_loss_ring(image_features: torch.Tensor, text_features: torch.Tensor,
     W = dist.get_world_size()
     x = F.normalize(image_features, dim=-1)                                    # (c, E)
     y = F.normalize(text_features, dim=-1)                                     # (c, E)
+    check_scale("logit_scale", logit_scale)
+    check_scale("logit_bias", logit_bias, positive=False)
     t = torch.as_tensor(logit_scale, dtype=x.dtype, device=x.device).reshape(())
     b = torch.as_tensor(logit_bias, dtype=x.dtype, device=x.device).reshape(())
     if recompute:

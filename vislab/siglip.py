@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vislab.clip import CLIP, TextConfig, TextTransformer
+from vislab.validate import check_int, check_number, check_scale
 from vislab.vit import Attention, Mlp, ViT, ViTConfig
 
 __all__ = ["INIT_LOGIT_SCALE", "INIT_LOGIT_BIAS", "prior_bias", "sigmoid_loss", "sigmoid_loss_explicit", "chunked_sigmoid_loss",
@@ -71,6 +72,7 @@ def _check_pair(image_features, text_features) -> None:
 
 
 def _scalar(value, name: str, like: torch.Tensor) -> torch.Tensor:
+    check_scale(name, value, positive=(name == "logit_scale"))          # t > 0 and finite; b finite
     s = torch.as_tensor(value, dtype=like.dtype, device=like.device)
     if s.numel() != 1:
         raise ValueError(f"{name} must be a scalar, got shape {tuple(s.shape)}")
@@ -274,6 +276,8 @@ def loss_memory_floats(method: str, batch_size: int, num_devices: int, embed_dim
     - "sigmoid_ring_recompute": own 2cE + 2cE; the visiting chunk and its travelling gradient
       2cE (when D > 1); one block, its gradient and a temporary, 3c^2.
     """
+    check_int("batch_size", batch_size, minimum=1)
+    check_int("embed_dim", embed_dim, minimum=1)
     B, D, E = int(batch_size), int(num_devices), int(embed_dim)
     c = _chunk_size(B, D)
     table = {
@@ -386,6 +390,8 @@ class SigLIPConfig:
             raise ValueError(f"embed_dim must be a positive int, got {self.embed_dim!r}")
         if self.text_tower not in TEXT_TOWERS:
             raise ValueError(f"text_tower must be one of {TEXT_TOWERS}, got {self.text_tower!r}")
+        check_number("init_logit_scale", self.init_logit_scale)
+        check_number("init_logit_bias", self.init_logit_bias)
         if not self.image_projection and self.vision.dim != self.embed_dim:
             raise ValueError(f"without an image projection the image tower's width ({self.vision.dim}) is the "
                              f"embedding width, so embed_dim must equal it (got {self.embed_dim}); or set "

@@ -20,11 +20,11 @@ import torch
 __all__ = [
     "MAX_TOKENS", "MAX_ELEMENTS", "check_int", "check_number", "check_probability", "check_range_pair",
     "check_choice", "check_tensor", "check_finite", "check_tokens", "check_elements", "check_names",
-    "check_bool",
+    "check_bool", "check_scale",
 ]
 
 # Size caps: beyond these a call would run for minutes or need more memory than a laptop has.
-MAX_TOKENS = 65_536            # tokens per image: a 1024x1024 image at P=4 is 65,536; attention is N^2
+MAX_TOKENS = 16_384            # tokens per image (2048x2048 at P=16, 512x512 at P=4); attention is N^2
 MAX_ELEMENTS = 2 ** 31         # elements of one tensor a function is asked to allocate (8 GB of float32)
 
 
@@ -117,15 +117,17 @@ def check_finite(name: str, x) -> None:
     check_number(name, x)
 
 
-def check_tokens(what: str, n: int, limit: int = MAX_TOKENS) -> None:
-    """Refuse a token count above ``limit`` before anything is allocated."""
+def check_tokens(what: str, n: int, limit: int | None = None) -> None:
+    """Refuse a token count above ``limit`` (default :data:`MAX_TOKENS`) before anything is allocated."""
+    limit = MAX_TOKENS if limit is None else limit
     if n > limit:
         raise ValueError(f"{what} gives {n:,} tokens, above the limit of {limit:,}: attention over them needs "
                          f"{n * n * 4 / 2**30:,.1f} GB per head and image. Use a smaller image or a larger patch.")
 
 
-def check_elements(what: str, n: int, limit: int = MAX_ELEMENTS, bytes_per: int = 4) -> None:
-    """Refuse a tensor of ``n`` elements above ``limit`` before it is allocated."""
+def check_elements(what: str, n: int, limit: int | None = None, bytes_per: int = 4) -> None:
+    """Refuse a tensor of ``n`` elements above ``limit`` (default :data:`MAX_ELEMENTS`) before it is allocated."""
+    limit = MAX_ELEMENTS if limit is None else limit
     if n > limit:
         raise ValueError(f"{what} would allocate {n:,} elements ({n * bytes_per / 2**30:,.1f} GB), above the "
                          f"limit of {limit:,}; ask for less")
@@ -155,3 +157,21 @@ def check_names(name: str, names, allow_empty: bool = False) -> list:
         raise ValueError(f"{name} has duplicates {dup}: two identical classes cannot be told apart; "
                          "remove the repeats")
     return list(names)
+
+
+def check_scale(name: str, value, positive: bool = True) -> None:
+    """A loss's scalar multiplier (1/tau) must be finite and, with ``positive``, > 0 (0 makes every
+    logit equal; below 0 ranks backwards). Values are read only from Python numbers and CPU
+    tensors, so a training step on a GPU never waits for a sync."""
+    if isinstance(value, torch.Tensor):
+        if value.device.type != "cpu" or value.numel() != 1:
+            return
+        v = float(value.detach().reshape(()))
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        v = float(value)
+    else:
+        raise TypeError(f"{name} must be a number or a scalar tensor, got {type(value).__name__}")
+    if not math.isfinite(v) or (positive and v <= 0):
+        want = "a finite number > 0 (the multiplier exp(t) = 1/tau)" if positive else "finite"
+        raise ValueError(f"{name} must be {want}, got {v}" + ("; pass model.logit_scale.exp(), not t itself"
+                                                              if positive else ""))

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vislab.patching import PatchEmbed, as_size, grid_size
+from vislab.validate import check_bool, check_elements, check_int, check_number, check_tokens
 
 __all__ = [
     "ViTConfig", "PRESETS", "Attention", "AxialRoPE", "Mlp", "SwiGLU", "LayerScale", "Block",
@@ -150,6 +151,7 @@ class ViTConfig:
             raise ValueError(f"mlp_dim must be a positive int or None, got {self.mlp_dim!r}")
         if self.mlp_ratio <= 0:
             raise ValueError(f"mlp_ratio must be positive, got {self.mlp_ratio}")
+        _check_vit_config(self)
 
     # ---- derived sizes -------------------------------------------------------------------
     @property
@@ -219,6 +221,21 @@ class ViTConfig:
 # Position information: a learned table resampled to new grids, or rotary embeddings.
 # ---------------------------------------------------------------------------------------------
 
+def _check_vit_config(c: "ViTConfig") -> None:
+    """The numeric and boolean fields the checks above leave open."""
+    check_number("ViTConfig.mlp_ratio", c.mlp_ratio, 0.0, strict_min=True)
+    if c.hidden_dim < 1:
+        raise ValueError(f"mlp_ratio={c.mlp_ratio} gives a zero-width MLP for dim {c.dim} "
+                         f"(int({c.dim} * {c.mlp_ratio}) = 0); use mlp_ratio >= {1 / c.dim:.3g} or set mlp_dim")
+    check_number("ViTConfig.norm_eps", c.norm_eps, 0.0, strict_min=True)
+    check_number("ViTConfig.rope_theta", c.rope_theta, 0.0, strict_min=True)
+    if c.layerscale_init is not None:
+        check_number("ViTConfig.layerscale_init", c.layerscale_init)
+    for name in ("qkv_bias", "class_token", "norm_pre", "patch_bias", "use_mask_token", "pos_interp_antialias"):
+        check_bool(f"ViTConfig.{name}", getattr(c, name))
+    check_tokens(f"ViTConfig(image_size={c.image_size}, patch_size={c.patch_size})", c.num_tokens)
+
+
 def interpolate_pos_embed(pos_embed: torch.Tensor, new_grid, num_prefix_tokens: int = 1,
                           old_grid=None, antialias: bool = False) -> torch.Tensor:
     """Bicubically resample the patch part of a learned position table to a new grid.
@@ -240,6 +257,8 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, new_grid, num_prefix_tokens: 
         shape = tuple(pos_embed.shape) if isinstance(pos_embed, torch.Tensor) else type(pos_embed).__name__
         raise ValueError(f"pos_embed must have shape (1, prefix + N, D), got {shape}")
     new_grid = as_size(new_grid, "new_grid")
+    check_int("num_prefix_tokens", num_prefix_tokens, minimum=0)
+    check_elements(f"a {new_grid[0]}x{new_grid[1]} position table", new_grid[0] * new_grid[1] * pos_embed.shape[-1])
     n = pos_embed.shape[1] - num_prefix_tokens
     if num_prefix_tokens < 0 or n <= 0:
         raise ValueError(f"num_prefix_tokens={num_prefix_tokens} leaves no patch rows in a table of "
@@ -284,6 +303,8 @@ class AxialRoPE(nn.Module):
 
     def __init__(self, head_dim: int, theta: float = 100.0):
         super().__init__()
+        check_int("head_dim", head_dim, minimum=4)
+        check_number("theta", theta, 0.0, strict_min=True)
         if head_dim % 4:
             raise ValueError(f"AxialRoPE needs head_dim divisible by 4, got {head_dim}")
         quarter = head_dim // 4
@@ -562,6 +583,9 @@ class ViT(nn.Module):
             hint = (" (channels-last? use images.permute(0, 3, 1, 2))" if images.shape[-1] == C else "")
             raise ValueError(f"this ViT expects {C} input channels, got {images.shape[1]} in images of shape "
                              f"{tuple(images.shape)}{hint}")
+        P = self.config.patch_size
+        check_tokens(f"an image of {images.shape[-2]}x{images.shape[-1]} at patch {P}",
+                     (images.shape[-2] // P) * (images.shape[-1] // P))
         return images
 
     def position_table(self, grid, interpolate_pos: bool = True) -> torch.Tensor | None:
