@@ -49,6 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vislab.validate import (check_elements, check_int, check_number, check_probability, check_range_pair,
+                             check_scale)
 from vislab.vit import ViT, ViTConfig
 
 __all__ = [
@@ -77,6 +79,14 @@ def _check_images(images: torch.Tensor, name: str = "images") -> torch.Tensor:
 def _check_generator(generator):
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+
+
+def _check_augment(p=None, **ranges) -> None:
+    """An augmentation's probability in [0, 1] and its ``(low, high)`` ranges, in order and finite."""
+    if p is not None:
+        check_probability("p", p)
+    for name, (value, low) in ranges.items():
+        check_range_pair(name, value, minimum=low)
 
 
 def _uniform(n: int, lo: float, hi: float, generator, device) -> torch.Tensor:
@@ -111,8 +121,13 @@ def random_resized_crop(images: torch.Tensor, size: int, scale=(0.4, 1.0), ratio
     _check_generator(generator)
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive int (the crop side in pixels), got {size!r}")
+    _check_augment(None, scale=(scale, 0.0), ratio=(ratio, 0.0))
+    check_probability("flip_p", flip_p)
     if not (0 < scale[0] <= scale[1] <= 1):
         raise ValueError(f"scale must satisfy 0 < lo <= hi <= 1 (fractions of the image area), got {scale}")
+    if ratio[0] <= 0:
+        raise ValueError(f"ratio must be positive aspect ratios (width / height), got {ratio}")
+    check_elements(f"{images.shape[0]} crops of {size}x{size}", images.shape[0] * images.shape[1] * size * size)
     B, dev = images.shape[0], images.device
     area = _uniform(B, scale[0], scale[1], generator, dev)                                  # (B,)
     log_r = _uniform(B, math.log(ratio[0]), math.log(ratio[1]), generator, dev)
@@ -160,6 +175,7 @@ def color_jitter(images: torch.Tensor, brightness: float = 0.4, contrast: float 
     _check_generator(generator)
     if images.shape[1] != 3:
         raise ValueError(f"color_jitter needs RGB images (3 channels), got {images.shape[1]}")
+    _check_jitter(brightness, contrast, saturation, hue, p)
     B, dev = images.shape[0], images.device
     apply = _bernoulli(B, p, generator, dev).view(B, 1, 1, 1)
     b = _uniform(B, 1 - brightness, 1 + brightness, generator, dev).view(B, 1, 1, 1)
@@ -182,10 +198,19 @@ def color_jitter(images: torch.Tensor, brightness: float = 0.4, contrast: float 
     return torch.where(apply, x, images)
 
 
+def _check_jitter(brightness, contrast, saturation, hue, p) -> None:
+    for name, v in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
+        check_number(name, v, 0.0)                          # factors are drawn from [1 - v, 1 + v]
+    check_number("hue", hue, 0.0, 0.5)                      # a shift of at most half a turn
+    check_probability("p", p)
+
+
 def random_grayscale(images: torch.Tensor, p: float = 0.2, generator: torch.Generator | None = None) -> torch.Tensor:
     """With probability ``p`` per image, replace it by its luma (on all 3 channels)."""
     images = _check_images(images)
     _check_generator(generator)
+    _check_rgb(images, "random_grayscale")
+    check_probability("p", p)
     apply = _bernoulli(images.shape[0], p, generator, images.device).view(-1, 1, 1, 1)
     return torch.where(apply, _gray(images).expand_as(images), images)
 
@@ -203,6 +228,7 @@ def gaussian_blur(images: torch.Tensor, sigma=(0.1, 2.0), p: float = 0.5,
     """
     images = _check_images(images)
     _check_generator(generator)
+    _check_augment(p, sigma=(sigma, 0.0))
     if not 0 < sigma[0] <= sigma[1]:
         raise ValueError(f"sigma must be a range 0 < lo <= hi in pixels, got {sigma}")
     B, C, H, W = images.shape
@@ -228,8 +254,34 @@ def solarize(images: torch.Tensor, p: float = 0.2, threshold: float = 0.5,
     """With probability ``p`` per image, invert every pixel above ``threshold`` (BYOL, DINO view 2)."""
     images = _check_images(images)
     _check_generator(generator)
+    check_probability("p", p)
+    check_number("threshold", threshold)
     apply = _bernoulli(images.shape[0], p, generator, images.device).view(-1, 1, 1, 1)
     return torch.where(apply & (images >= threshold), 1 - images, images)
+
+
+def _check_rgb(images, what: str) -> None:
+    if images.shape[1] != 3:
+        raise ValueError(f"{what} needs RGB images (3 channels), got {images.shape[1]}")
+
+
+def _check_multicrop(c) -> None:
+    """Probabilities in [0, 1], ranges in order, sizes a laptop can crop."""
+    for name in ("flip_p", "jitter_p", "grayscale_p", "solarize_p", "invert_p"):
+        check_probability(f"MultiCropConfig.{name}", getattr(c, name))
+    for i, p in enumerate(c.blur_p):
+        check_probability(f"MultiCropConfig.blur_p[{i}]", p)
+    for name in ("global_scale", "local_scale"):
+        check_range_pair(f"MultiCropConfig.{name}", getattr(c, name), 0.0, 1.0)
+        if getattr(c, name)[0] <= 0:
+            raise ValueError(f"MultiCropConfig.{name} must be area fractions in (0, 1], got {getattr(c, name)}")
+    check_range_pair("MultiCropConfig.blur_sigma", c.blur_sigma, 0.0)
+    if len(c.jitter) != 4:
+        raise ValueError(f"MultiCropConfig.jitter holds 4 values (brightness, contrast, saturation, hue), got {c.jitter}")
+    _check_jitter(*c.jitter, c.jitter_p)
+    check_int("MultiCropConfig.n_local", c.n_local, 0, 64)
+    for name in ("global_size", "local_size"):
+        check_int(f"MultiCropConfig.{name}", getattr(c, name), 1, 4096)
 
 
 @dataclass(frozen=True)
@@ -277,6 +329,7 @@ class MultiCropConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if len(self.blur_p) != 3:
             raise ValueError(f"blur_p holds 3 probabilities (global 1, global 2, local), got {self.blur_p}")
+        _check_multicrop(self)
 
     @classmethod
     def shapes(cls, image_size: int = 32, **overrides) -> "MultiCropConfig":
@@ -452,6 +505,7 @@ def sinkhorn_knopp(teacher_logits: torch.Tensor, temperature: float, iterations:
                          f"{tuple(teacher_logits.shape) if isinstance(teacher_logits, torch.Tensor) else type(teacher_logits).__name__}")
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
+    check_scale("temperature", temperature)
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
         raise ValueError(f"iterations must be a positive int, got {iterations!r}")
     logits = teacher_logits.float()
@@ -511,6 +565,8 @@ class DINOLoss(nn.Module):
             raise ValueError(f"student_temp must be positive, got {student_temp}")
         if not 0 <= center_momentum < 1:
             raise ValueError(f"center_momentum must be in [0, 1), got {center_momentum}")
+        check_scale("student_temp", student_temp)
+        check_int("out_dim", out_dim, minimum=1)
         self.student_temp = student_temp
         self.center_momentum = center_momentum
         self.register_buffer("center", torch.zeros(1, out_dim))                  # (1, K), c
@@ -526,6 +582,7 @@ class DINOLoss(nn.Module):
             raise ValueError(f"centering must be one of {self.CENTERINGS}, got {centering!r}")
         if not teacher_temp > 0:
             raise ValueError(f"teacher_temp must be positive, got {teacher_temp}")
+        check_scale("teacher_temp", teacher_temp)
         if centering == "sinkhorn":
             shape = teacher_logits.shape
             return sinkhorn_knopp(teacher_logits.reshape(-1, shape[-1]), teacher_temp).reshape(shape)
@@ -580,6 +637,7 @@ def block_mask(n: int, grid, ratio=(0.1, 0.5), probability: float = 0.5, min_blo
         raise ValueError(f"n must be a positive int, got {n!r}")
     if not 0 <= ratio[0] <= ratio[1] < 1:
         raise ValueError(f"ratio must satisfy 0 <= lo <= hi < 1, got {ratio}")
+    _check_block_mask(n, gh, gw, ratio, probability, min_block, aspect)
     N = gh * gw
     masks = torch.zeros(n, gh, gw, dtype=torch.bool)
     chosen = torch.rand(n, generator=generator) < probability
@@ -601,6 +659,21 @@ def block_mask(n: int, grid, ratio=(0.1, 0.5), probability: float = 0.5, min_blo
             lft = int(torch.randint(0, gw - w + 1, (), generator=generator))
             masks[b, top:top + h, lft:lft + w] = True
     return masks.reshape(n, N)                                                   # (n, N)
+
+
+def _check_block_mask(n, gh, gw, ratio, probability, min_block, aspect) -> None:
+    check_int("grid height", gh, minimum=1)
+    check_int("grid width", gw, minimum=1)
+    check_range_pair("ratio", ratio, 0.0, 1.0)
+    check_probability("probability", probability)
+    check_int("min_block", min_block, minimum=1)
+    check_range_pair("aspect", aspect, 0.0)
+    if aspect[0] <= 0:
+        raise ValueError(f"aspect must be positive ratios (height / width), got {aspect}")
+    check_elements(f"{n} masks of {gh}x{gw} patches", n * gh * gw)
+    if n > 1_000_000:
+        raise ValueError(f"n={n:,} masks are drawn one image at a time in Python (minutes); ask for fewer "
+                         "than 1,000,000")
 
 
 class iBOTPatchLoss(nn.Module):
@@ -709,6 +782,22 @@ def teacher_temperature(step: int, warmup_steps: int, start: float = 0.04, end: 
 # 5. Student and teacher
 # =============================================================================================
 
+def _check_dino_config(c) -> None:
+    """The fields the checks in ``__post_init__`` leave open."""
+    for name in ("out_dim", "hidden_dim", "bottleneck_dim", "head_layers"):
+        check_int(f"DINOConfig.{name}", getattr(c, name), minimum=1)
+    check_int("DINOConfig.teacher_temp_warmup_steps", c.teacher_temp_warmup_steps, minimum=0)
+    for name in ("student_temp", "teacher_temp", "warmup_teacher_temp"):
+        check_scale(f"DINOConfig.{name}", getattr(c, name))
+    check_number("DINOConfig.center_momentum", c.center_momentum, 0.0, 1.0, strict_max=True)
+    for name in ("koleo_weight", "ibot_weight"):
+        check_number(f"DINOConfig.{name}", getattr(c, name), 0.0)
+    check_probability("DINOConfig.mask_probability", c.mask_probability)
+    check_range_pair("DINOConfig.mask_ratio", c.mask_ratio, 0.0, 1.0)
+    if not isinstance(c.multicrop, MultiCropConfig):
+        raise TypeError(f"DINOConfig.multicrop must be a MultiCropConfig, got {type(c.multicrop).__name__}")
+
+
 @dataclass(frozen=True)
 class DINOConfig:
     """A DINO / DINOv2 model and its losses (defaults: DINOv2's, heads scaled down).
@@ -771,6 +860,7 @@ class DINOConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.momentum_base <= 1:
             raise ValueError(f"momentum_base must be in [0, 1], got {self.momentum_base}")
+        _check_dino_config(self)
 
     def replace(self, **changes) -> "DINOConfig":
         return dataclasses.replace(self, **changes)
