@@ -1,7 +1,10 @@
 """A real browser: JupyterLab on the loopback address, driven by headless Chromium.
 
-The test opens a copy of a chapter, runs all its cells, finds the chapter's viewer, moves its
-slider with the keyboard and asserts that the picture and the text beside it change. Screenshots
+The test opens a copy of a real chapter (its ``online`` cells included), runs all its cells with
+the model hub unreachable, as a learner offline would, and asserts that no cell ends in an error,
+that each online cell printed its one offline line, and that the chapter's viewer still responds:
+it moves the viewer's slider with the keyboard and asserts that the picture and the text beside
+it change. Screenshots
 go to ``_build/test-artifacts/``. It needs Debian's ``chromium`` and the ``playwright`` Python
 package (no browser download): ``.ci/run`` installs both, and under CI a missing one is a failure,
 not a skip.
@@ -56,11 +59,15 @@ def lab(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lab")
     port, token = _free_port(), secrets.token_hex(16)
     log = open(folder / "lab.log", "w")
+    # offline as a learner is: no HF_HUB_OFFLINE switch, and a hub that cannot be reached (a closed
+    # port on the loopback address), so the online cells' own reachability check decides
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env["HF_ENDPOINT"] = f"http://127.0.0.1:{_free_port()}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}", "--expose-app-in-browser",
          "--allow-root", "--ServerApp.open_browser=False"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=folder)
+        stdout=log, stderr=subprocess.STDOUT, cwd=folder, env=env)
     try:
         deadline = time.time() + 90
         while time.time() < deadline:
@@ -98,6 +105,15 @@ ALL_RUN = """() => {
 }"""
 
 
+# the text each `online` code cell printed, read from the notebook model (cells out of view are not in the DOM)
+ONLINE_OUTPUTS = """() => {
+  const w = window.jupyterapp.shell.currentWidget;
+  return w.content.widgets
+    .filter(c => c.model.type === 'code' && (c.model.getMetadata('tags') || []).includes('online'))
+    .map(c => c.model.outputs.toJSON().map(o => (o.text || '') + JSON.stringify(o.data || {})).join(''));
+}"""
+
+
 def _open_and_run(page, lab, notebook: str, timeout_s: int = 300):
     # a workspace of its own, reset, so that a notebook opened by an earlier test is not restored
     # as the current tab (run-all acts on the current tab)
@@ -111,14 +127,16 @@ def _open_and_run(page, lab, notebook: str, timeout_s: int = 300):
     assert errors.count() == 0, f"a cell raised an error in the browser: {errors.first.inner_text()[:500]}"
 
 
-def _offline_copy(chapter_id: str, target: Path) -> None:
-    """The chapter as the offline tier runs it (cells tagged ``online`` removed)."""
+def _chapter_copy(chapter_id: str, target: Path) -> int:
+    """Copy the real chapter notebook, online cells included; returns how many online code cells it has."""
     import nbformat
 
-    from vislab.book import load_book, offline_notebook
+    from vislab.book import load_book
 
     chapter = next(c for c in load_book()["chapters"] if c.id == chapter_id)
-    nbformat.write(offline_notebook(chapter), target)
+    shutil.copyfile(chapter.notebook, target)
+    nb = nbformat.read(target, as_version=4)
+    return sum(1 for c in nb.cells if c.cell_type == "code" and "online" in c.metadata.get("tags", []))
 
 
 def _image_src(widget_box) -> str:
@@ -152,15 +170,20 @@ def _move_slider_and_check(page, box, name: str, slider: int = 0, text_changes: 
 
 @contextlib.contextmanager
 def _chapter_page(lab, chapter_id: str, notebook: str, timeout_s: int = 300):
-    """A Chromium page with the offline copy of a chapter opened and run in JupyterLab."""
+    """A Chromium page with a real chapter opened and run (Run All) in JupyterLab, hub unreachable."""
     from playwright.sync_api import sync_playwright
 
-    _offline_copy(chapter_id, lab["folder"] / notebook)
+    n_online = _chapter_copy(chapter_id, lab["folder"] / notebook)
+    assert n_online >= 1, f"{notebook} has no online cell: the test would not show that Run All survives one"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             _open_and_run(page, lab, notebook, timeout_s=timeout_s)
+            printed = page.evaluate(ONLINE_OUTPUTS)
+            assert len(printed) == n_online, f"expected {n_online} online cells in the page, found {len(printed)}"
+            silent = [i for i, text in enumerate(printed) if "cannot be reached): this cell would show" not in text]
+            assert not silent, f"online cells {silent} did not print their offline line: {printed}"
             yield page
         finally:
             browser.close()
