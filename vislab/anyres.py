@@ -32,6 +32,8 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
+from vislab.validate import check_bool, check_elements, check_int
+
 __all__ = [
     "LLAVA_NEXT_GRIDS", "grid_resolutions", "score_resolutions", "select_best_resolution",
     "resized_size", "pad_box", "resize_and_pad", "divide_to_patches", "anyres_tiles",
@@ -58,6 +60,10 @@ def _as_wh(size, name: str = "image_size") -> tuple[int, int]:
 
 
 def _as_resolutions(possible_resolutions) -> list[tuple[int, int]]:
+    if isinstance(possible_resolutions, (set, frozenset, dict)) or isinstance(possible_resolutions, str):
+        raise TypeError(f"possible_resolutions must be a list of (width, height) pairs, got a "
+                        f"{type(possible_resolutions).__name__} (a set's order changes from run to run, and ties "
+                        "go to the first candidate)")
     res = [_as_wh(r, "each possible resolution") for r in possible_resolutions]
     if not res:
         raise ValueError("possible_resolutions is empty; e.g. use LLAVA_NEXT_GRIDS")
@@ -74,9 +80,18 @@ def grid_resolutions(tile_size: int = 336, max_cols: int = 3, max_rows: int = 3,
     for v, n in ((tile_size, "tile_size"), (max_cols, "max_cols"), (max_rows, "max_rows")):
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ValueError(f"{n} must be a positive int, got {v!r}")
+    _check_grid_bounds(max_cols, max_rows, max_tiles)
     out = [(c * tile_size, r * tile_size) for r in range(1, max_rows + 1) for c in range(1, max_cols + 1)
            if max_tiles is None or r * c <= max_tiles]
     return out
+
+
+def _check_grid_bounds(max_cols, max_rows, max_tiles) -> None:
+    if max_tiles is not None:
+        check_int("max_tiles", max_tiles, minimum=1)
+    if max_cols * max_rows > 10_000:
+        raise ValueError(f"a {max_cols}x{max_rows} grid list has {max_cols * max_rows:,} canvases, above 10,000: "
+                         "LLaVA-OneVision goes up to 6x6; ask for fewer")
 
 
 def score_resolutions(image_size, possible_resolutions, cap_upscaling: bool = True) -> list[dict]:
@@ -87,6 +102,7 @@ def score_resolutions(image_size, possible_resolutions, cap_upscaling: bool = Tr
     (upscaling adds no information), ``wasted = w*h - effective``.
     """
     W, H = _as_wh(image_size)
+    check_bool("cap_upscaling", cap_upscaling)
     rows = []
     for w, h in _as_resolutions(possible_resolutions):
         scale = min(w / W, h / H)
@@ -153,6 +169,7 @@ def resize_and_pad(image, target_resolution, fill=0):
         The same type as ``image``: a PIL image of size ``target_resolution`` or a
         ``(C, height, width)`` tensor.
     """
+    _check_canvas(image, target_resolution)
     if isinstance(image, Image.Image):
         size = image.size
         nw, nh = resized_size(size, target_resolution)
@@ -171,6 +188,14 @@ def resize_and_pad(image, target_resolution, fill=0):
                           antialias=True)[0]                                   # (C, nh, nw)
         return F.pad(x, (left, right, top, bottom), value=float(fill))          # (C, th, tw)
     raise TypeError(f"image must be a PIL.Image or a (C, H, W) tensor, got {type(image).__name__}")
+
+
+def _check_canvas(image, target_resolution) -> None:
+    tw, th = _as_wh(target_resolution, "target_resolution")
+    check_elements(f"a {tw}x{th} canvas", tw * th * 4)
+    if isinstance(image, torch.Tensor) and not image.is_floating_point():
+        raise TypeError(f"a tensor image must be floating point (C, H, W) in [0, 1], got {image.dtype}; "
+                        "use image.float() / 255")
 
 
 def divide_to_patches(image, patch_size: int) -> list:
@@ -210,6 +235,7 @@ def anyres_tiles(image, possible_resolutions=LLAVA_NEXT_GRIDS, tile_size: int = 
     The thumbnail ("base image") is the whole image squashed to S x S and comes *first*
     (InternVL puts it last). Works on a PIL image or a ``(C, H, W)`` tensor.
     """
+    check_int("tile_size", tile_size, minimum=1)
     if isinstance(image, Image.Image):
         size = image.size
         thumb = image.resize((tile_size, tile_size), Image.BICUBIC)
@@ -225,6 +251,7 @@ def anyres_tiles(image, possible_resolutions=LLAVA_NEXT_GRIDS, tile_size: int = 
 
 def anyres_grid_shape(image_size, possible_resolutions=LLAVA_NEXT_GRIDS, tile_size: int = 336) -> tuple[int, int]:
     """The tile grid ``(cols, rows)`` chosen for a ``(width, height)`` image."""
+    check_int("tile_size", tile_size, minimum=1)
     w, h = select_best_resolution(image_size, possible_resolutions)
     return w // tile_size, h // tile_size
 
@@ -236,7 +263,7 @@ def unpadded_shape(feature_hw, original_size) -> tuple[int, int]:
         feature_hw: ``(H, W)`` of the stitched feature grid (``rows*g``, ``cols*g``).
         original_size: ``(width, height)`` of the original image.
     """
-    Hc, Wc = feature_hw
+    Wc, Hc = _as_wh(tuple(feature_hw)[::-1] if isinstance(feature_hw, (tuple, list)) else feature_hw, "feature_hw")
     W0, H0 = _as_wh(original_size, "original_size")
     if W0 / H0 > Wc / Hc:                     # image wider than the grid: padding above and below
         new_h = int(round(H0 * (Wc / W0), 7))
@@ -295,6 +322,8 @@ def anyres_num_tokens(image_size, possible_resolutions=LLAVA_NEXT_GRIDS, tile_si
     ``total = g*g (thumbnail) + H'*W' (stitched tile features, unpadded) + H' (newlines)``
     with ``g = tile_size / patch_size`` (336/14 = 24, so the thumbnail is 576 tokens).
     """
+    check_int("tile_size", tile_size, minimum=1)
+    check_int("patch_size", patch_size, minimum=1)
     if tile_size % patch_size:
         raise ValueError(f"tile_size {tile_size} is not a multiple of patch_size {patch_size}")
     g = tile_size // patch_size

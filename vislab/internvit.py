@@ -35,6 +35,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
+from vislab.validate import check_bool, check_elements
 from vislab.vit import ViT, ViTConfig
 
 __all__ = [
@@ -63,14 +64,15 @@ class TilingConfig:
     use_thumbnail: bool = True
     scale_factor: float = 0.5
 
+    def __post_init__(self):
+        _check_pos_int(self.image_size, "image_size")
+        _check_pos_int(self.patch_size, "patch_size")
+        _check_tile_bounds(self.min_num, self.max_num)
+        check_bool("use_thumbnail", self.use_thumbnail)
+        tokens_per_tile(self.image_size, self.patch_size, self.scale_factor)   # S % P, shuffle factor
 
-# Presets as the model cards set them: InternVL-Chat-V1.5 / InternVL2 / InternVL2.5 all use
-# 448 px tiles, patch 14, pixel shuffle 0.5 and (for inference) up to 12 tiles + thumbnail.
-PRESETS = {
-    "InternVL-1.5": TilingConfig(),
-    "InternVL2": TilingConfig(),
-    "InternVL2.5": TilingConfig(),
-}
+
+MAX_TILES = 256          # candidate_grids is cubic in max_num (InternVL's own loop): 256 takes about 0.5 s
 
 
 def _check_pos_int(value, name: str) -> int:
@@ -84,6 +86,10 @@ def _check_tile_bounds(min_num, max_num) -> tuple[int, int]:
     _check_pos_int(max_num, "max_num")
     if min_num > max_num:
         raise ValueError(f"min_num ({min_num}) must be <= max_num ({max_num})")
+    if max_num > MAX_TILES:
+        raise ValueError(f"max_num={max_num} tiles is above the limit of {MAX_TILES} (InternVL uses 12 at inference, "
+                         f"at most 40): the candidate search is cubic in max_num and every tile is a full "
+                         "ViT pass. Ask for fewer tiles")
     return min_num, max_num
 
 
@@ -173,6 +179,7 @@ def dynamic_preprocess(image: Image.Image, min_num: int = 1, max_num: int = 12, 
         raise TypeError(f"image must be a PIL.Image (use vislab.images.to_pil for tensors), "
                         f"got {type(image).__name__}")
     _check_pos_int(image_size, "image_size")
+    check_elements(f"tiles of {image_size} px", max_num * 3 * image_size ** 2 if isinstance(max_num, int) else 0)
     width, height = image.size
     cols, rows = tile_grid(width, height, min_num, max_num, image_size)
     resized = image.resize((cols * image_size, rows * image_size), Image.BICUBIC)
@@ -205,6 +212,7 @@ def tile_tensor(image: torch.Tensor, grid: tuple[int, int], image_size: int,
     _check_pos_int(cols, "grid columns")
     _check_pos_int(rows, "grid rows")
     _check_pos_int(image_size, "image_size")
+    check_elements(f"{cols}x{rows} tiles of {image_size} px", (cols * rows + 1) * image.shape[0] * image_size ** 2)
     S = image_size
     x = image[None]                                                    # (1, C, H, W)
     big = F.interpolate(x, size=(rows * S, cols * S), mode="bilinear",
@@ -444,3 +452,12 @@ class MiniInternVL(nn.Module):
         """``(T, C, S, S)`` -> ``{name: logits (T, K)}``."""
         pooled = self.encode(views).mean(dim=1)                         # (T, D)
         return {name: head(pooled) for name, head in self.heads.items()}
+
+
+# Presets as the model cards set them: InternVL-Chat-V1.5 / InternVL2 / InternVL2.5 all use
+# 448 px tiles, patch 14, pixel shuffle 0.5 and (for inference) up to 12 tiles + thumbnail.
+PRESETS = {
+    "InternVL-1.5": TilingConfig(),
+    "InternVL2": TilingConfig(),
+    "InternVL2.5": TilingConfig(),
+}

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 import torch
 
+from vislab.validate import check_bool, check_elements, check_int, check_number
+
 __all__ = ["SHAPES", "COLORS", "SIZES", "POSITIONS", "POSITION_PHRASES", "RELATIONS", "NUISANCE", "ShapeWorld", "ShapeBatch"]
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "heart", "ring")
@@ -56,6 +58,19 @@ NUISANCE = {
 }
 
 _SPLITS = ("train", "test", "holdout")
+MAX_SAMPLE_ELEMENTS = 2 ** 30        # pixels x channels of one sample() call: 4 GB of float32
+MAX_SIDE = 2048                      # the image side ShapeWorld draws at (vectorised: n x H x W arrays)
+
+
+def _check_options(opts: dict, size_hw) -> None:
+    """The numeric nuisance options: jitters and noise finite and in range, counts small ints."""
+    check_number("scale_jitter", opts["scale_jitter"], 0.0, 1.0, strict_max=True)
+    check_number("color_jitter", opts["color_jitter"], 0.0, 1.0)
+    check_number("noise", opts["noise"], 0.0, 1.0)
+    check_bool("rotation", opts["rotation"])
+    check_int("distractors", opts["distractors"], 0, 32)
+    for side in size_hw:
+        check_int("image side", side, 1, MAX_SIDE)
 
 
 @dataclass(frozen=True)
@@ -168,6 +183,7 @@ class ShapeWorld:
         if len(pairs) >= len(COLORS) * len(SHAPES):
             raise ValueError("holdout removes every (colour, shape) combination")
         opts["holdout_idx"] = tuple(pairs)
+        _check_options(opts, self.size_hw)
         object.__setattr__(self, "opts", opts)
 
     @property
@@ -196,6 +212,8 @@ class ShapeWorld:
             raise ValueError("split='holdout' needs ShapeWorld(holdout=((colour, shape), ...))")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        H, W = self.size_hw
+        check_elements(f"ShapeWorld.sample({n:,}) of {H}x{W} images", n * 3 * H * W, limit=MAX_SAMPLE_ELEMENTS)
         key = zlib.crc32(f"{split}:{int(seed)}".encode())
         rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, key])
         return self._generate(n, split, rng)
