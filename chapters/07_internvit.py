@@ -2,7 +2,7 @@
 # # Chapter 7 · InternViT: dynamic resolution, pixel shuffle and the MLP projector
 #
 # A vision encoder is trained at one resolution: InternViT at 448×448, CLIP ViT-L/14 at 224 or
-# 336. A phone photo has 4032×3024 pixels and a scanned page 2480×3508. Squash either into one
+# 336 (cited: InternVL 1.5 and CLIP model cards). A phone photo has 4032×3024 pixels and a scanned page 2480×3508. Squash either into one
 # 448² view and small text, thin lines and small objects fall below the size of a patch. InternVL
 # 1.5 (Chen et al., *How Far Are We to GPT-4V?*, arXiv:2404.16821) keeps the encoder as it is and
 # changes what it is shown: the image is cut into **tiles** of 448² at (close to) its own
@@ -42,6 +42,8 @@ import math
 
 import matplotlib.pyplot as plt
 import torch
+from IPython.display import Markdown, display
+from scipy.stats import binomtest
 from torch.nn import functional as F
 
 import vislab
@@ -61,7 +63,7 @@ device = setup(seed=0)
 # ## 1. Intuition: show the encoder more pixels, not a bigger encoder
 #
 # Two ways to feed a 640×427 photo to an encoder trained at 448²: squash it into one 448² view
-# (LLaVA-1.5 pads it to a square and resizes it to 336²), or cut it into a grid of 448² tiles whose shape matches the
+# (LLaVA-1.5 pads it to a square and resizes it to 336²; cited: LLaVA-1.5, arXiv:2310.03744), or cut it into a grid of 448² tiles whose shape matches the
 # photo's, and add the squashed view as a thumbnail. The tiles keep the detail, the thumbnail
 # keeps the whole scene in one view. Each view costs $(448/14)^2 = 1024$ ViT tokens, so the
 # price is paid in tokens, which is why InternVL also compresses every view to 256 tokens before
@@ -132,7 +134,7 @@ vislab.show_source(MLPProjector)
 # ## 4. Shape checks: 1024 → 256 tokens, and back
 #
 # InternViT-300M has width $C = 1024$; InternVL2-1B's language model (Qwen2-0.5B) has width
-# $D = 896$. One 448² tile, through the whole path:
+# $D = 896$ (cited: the InternVL2-1B and Qwen2-0.5B model cards). One 448² tile, through the whole path:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -153,8 +155,8 @@ print("projector parameters  ", f"{sum(p.numel() for p in projector.parameters()
 _ = check.equal(tokens_per_tile(448, 14), 256, "448 px at patch 14: 1024 patch tokens → 256 after pixel shuffle")
 
 # %% [markdown]
-# The projector's 4.5 M parameters are 4096·896 + 896² plus biases and the LayerNorm: small next
-# to the 300 M of the encoder. Now the claim that pixel shuffle "compresses without losing
+# The projector's parameters are $4096 \cdot 896 + 896^2$ plus biases and the LayerNorm: small next
+# to the encoder's 300 M (cited: InternVL 1.5 paper, arXiv:2404.16821, InternViT-300M; counted in section 9). Now the claim that pixel shuffle "compresses without losing
 # anything": it is a permutation, so its inverse gives back every number, bit for bit. The
 # channel layout follows the formula above, and PyTorch's own space-to-depth
 # (`F.pixel_unshuffle`, the name PyTorch uses for this direction) holds the same numbers in a
@@ -206,7 +208,7 @@ else:
 #
 # For the 640×427 photo (aspect 1.499): every candidate grid, its aspect ratio and the distance
 # to the image's. 3×2 (ratio 1.5) wins. Note that 6 tiles of 448² are 1344×896 pixels: the photo
-# is *upscaled* 2.1×, because it has more than half the pixels of that grid.
+# is *upscaled* (last line), because it has more than half the pixels of that grid.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -216,13 +218,15 @@ print(f"image {W}×{H}, aspect {W / H:.3f}")
 print(f"{'grid':>6} {'tiles':>5} {'ratio':>6} {'|diff|':>7}")
 for i, j in ranked[:6]:
     print(f"{f'{i}x{j}':>6} {i * j:>5} {i / j:>6.3f} {abs(W / H - i / j):>7.3f}")
-print("chosen:", tile_grid(W, H), "→ resized to", (tile_grid(W, H)[0] * 448, tile_grid(W, H)[1] * 448))
+print("chosen:", tile_grid(W, H), "→ resized to", (tile_grid(W, H)[0] * 448, tile_grid(W, H)[1] * 448),
+      f"= upscaled {tile_grid(W, H)[0] * 448 / W:.1f}× in width, {tile_grid(W, H)[1] * 448 / H:.1f}× in height")
 
 # %% [markdown]
 # The tie rule at work: 896×448 and 1792×896 have the same aspect ratio 2, which 2×1 and 4×2 match
 # exactly. The small image keeps 2 tiles; the large one has more than half the pixels of 4×2
-# (802,816) and gets 8. A square image moves from 1×1 to 2×2 once it has more than
-# $\tfrac12 \cdot 448^2 \cdot 4 = 401{,}408$ pixels (634², not 633²), and to 3×3 above 903,168.
+# ($\tfrac12 \cdot 448^2 \cdot 8 = 802{,}816$) and gets 8. A square image moves from 1×1 to 2×2 once it has more than
+# $\tfrac12 \cdot 448^2 \cdot 4 = 401{,}408$ pixels ($634^2$, not $633^2$), and to 3×3 above
+# $\tfrac12 \cdot 448^2 \cdot 9 = 903{,}168$ ($951^2$).
 #
 # One oddity: InternVL builds the candidate list as a Python `set` and sorts it by tile count, so
 # grids with the same count keep the set's order, which is (1, 2) before (2, 1). That order
@@ -253,22 +257,36 @@ inputs = [("phone photo 12 MP", 4032, 3024), ("document page A4 @300 dpi", 2480,
           ("receipt", 800, 3000), ("sklearn photo", 640, 427), ("icon", 256, 256)]
 print(f"{'input':<27} {'size':>11} {'grid':>5} {'views':>5} {'ViT tok':>8} {'LLM tok':>8} {'kept':>6}"
       f" {'tiles for native':>17} {'LLM tok then':>13}")
+budget = {}
 for name, w, h in inputs:
     i, j = tile_grid(w, h)
     views = i * j + (1 if i * j > 1 else 0)
     kept = min(i * 448 / w, j * 448 / h, 1.0)
     native = math.ceil(w / 448) * math.ceil(h / 448)
+    budget[name] = dict(w=w, h=h, grid=(i, j), views=views, kept=kept, native=native, vit=views * 1024,
+                        llm=num_image_tokens(w, h), native_llm=(native + (native > 1)) * 256)
     print(f"{name:<27} {f'{w}x{h}':>11} {f'{i}x{j}':>5} {views:>5} {views * 1024:>8,} {num_image_tokens(w, h):>8,}"
           f" {kept:>6.0%} {native:>17} {(native + (native > 1)) * 256:>13,}")
 
 # %% [markdown]
-# Under the cap of 12, the phone photo is seen at 44% of its resolution (4×3 tiles + thumbnail,
-# 3,328 LLM tokens); native resolution would take 63 tiles and 16,384 tokens. The A4 page (aspect
-# 0.71) gets a 2×3 grid, whose ratio 0.67 is closer than 3×4's 0.75, and keeps only 36%: small print
-# scanned at 300 dpi does not survive that. The 6:1 panorama can only get 6×1 and keeps 22% of its
-# width. Small inputs go the other way: the 640×427 photo is *upscaled* 2.1× onto 6 tiles (1,792
-# tokens for 0.27 megapixels), and the icon fills one tile. Without pixel shuffle every count in
-# the "LLM tok" column would be 4× larger: 13,312 tokens for one phone photo.
+# What the table says, row by row (the sentences are built from the table's numbers):
+
+# %%
+phone, page, pano = budget["phone photo 12 MP"], budget["document page A4 @300 dpi"], budget["panorama 6:1"]
+small, icon = budget["sklearn photo"], budget["icon"]
+a4 = page["w"] / page["h"]
+display(Markdown(
+    f"Under the cap of 12, the phone photo is seen at {phone['kept']:.0%} of its resolution "
+    f"({phone['grid'][0]}×{phone['grid'][1]} tiles + thumbnail, {phone['llm']:,} LLM tokens); native resolution "
+    f"would take {phone['native']} tiles and {phone['native_llm']:,} tokens. The A4 page (aspect {a4:.2f}) gets a "
+    f"{page['grid'][0]}×{page['grid'][1]} grid, whose ratio {2 / 3:.2f} is closer than 3×4's {3 / 4:.2f} "
+    f"({abs(a4 - 2 / 3):.3f} against {abs(a4 - 3 / 4):.3f}), and keeps only {page['kept']:.0%}: small print scanned "
+    f"at 300 dpi does not survive that. The 6:1 panorama can only get {pano['grid'][0]}×{pano['grid'][1]} and keeps "
+    f"{pano['kept']:.0%} of its width. Small inputs go the other way: the 640×427 photo is *upscaled* "
+    f"{small['grid'][0] * 448 / small['w']:.1f}× onto {small['grid'][0] * small['grid'][1]} tiles ({small['llm']:,} "
+    f"tokens for {small['w'] * small['h'] / 1e6:.2f} megapixels), and the icon fills one tile. Without pixel shuffle "
+    f"every count in the \"LLM tok\" column would be 4× larger (the \"ViT tok\" column): {phone['vit']:,} tokens "
+    f"for one phone photo."))
 
 # %% [markdown] tags=["slide"]
 # ## 7. Experiment: tiles against a downscaled image
@@ -300,8 +318,8 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The encoder is trained once (`python -m vislab.pretrain detail_glyphs`, a few minutes on a
-# laptop CPU, so the course ships the result; the time is printed below) on 32×32 views of both kinds: random crops at
+# The encoder is trained once (`python -m vislab.pretrain detail_glyphs`; too long for a notebook,
+# so the course ships the result; its training time is printed below) on 32×32 views of both kinds: random crops at
 # native resolution, and whole canvases downscaled to 32². It has therefore seen downscaled
 # canvases as often as it needed to; what it cannot do is see detail that is no longer there.
 # Each head has an extra "none" class for views without a glyph; a pipeline answers with the
@@ -310,7 +328,11 @@ plt.show()
 # %%
 USE_CHECKPOINT = True
 model, meta = load_or_train("detail_glyphs", device="cpu", use_checkpoint=USE_CHECKPOINT)
-print("metrics measured when it was trained:", meta["metrics"])
+m = meta["metrics"]
+print(f"trained for {m['steps']:,} steps in {meta['seconds']:.0f} s ({meta['seconds'] / 60:.0f} minutes) "
+      f"with `{meta['command']}`")
+print(f"glyph accuracy on the recipe's own check canvases: downscaled {m['downscale_glyph']:.0%}, "
+      f"InternVL tiles {m['internvl_glyph']:.0%}")
 print(f"encoder parameters: {sum(p.numel() for p in model.parameters()):,}")
 
 # %%
@@ -327,6 +349,10 @@ pipelines = {"downscale": "downscale", "tiles": "internvl_tiles", "tiles + thumb
 results = {name: {size: detail.evaluate(model, test, pipe) for size, test in test_sets.items()}
            for name, pipe in pipelines.items()}
 glyph_acc = {name: sum(r["glyph"] for r in per.values()) / len(per) for name, per in results.items()}
+n_test = sum(len(t) for t in test_sets.values())                                  # 600 canvases
+glyph_ci = {name: binomtest(round(acc * n_test), n_test).proportion_ci(0.95, method="wilson")
+            for name, acc in glyph_acc.items()}                                     # 95% Wilson intervals
+tokens = {name: {size: r["views"] * 4 for size, r in per.items()} for name, per in results.items()}   # LLM tokens
 
 print(f"{'canvas':>9} {'grid':>5} " + " ".join(f"{name:>18}" for name in pipelines))
 for size in detail.CANVAS_SIZES:
@@ -334,28 +360,39 @@ for size in detail.CANVAS_SIZES:
     print(f"{f'{size[0]}x{size[1]}':>9} {f'{grid_[0]}x{grid_[1]}':>5} "
           + " ".join(f"{results[name][size]['glyph']:>18.0%}" for name in pipelines))
 print(f"{'all':>15} " + " ".join(f"{glyph_acc[name]:>18.1%}" for name in pipelines))
+print(f"{'95% interval':>15} " + " ".join(f"{f'{glyph_ci[n].low:.1%}-{glyph_ci[n].high:.1%}':>18}" for n in pipelines))
 print(f"{'LLM tokens':>15} " + " ".join(
-    f"{sum(r['views'] for r in results[name].values()) / len(test_sets) * 4:>18.1f}" for name in pipelines))
+    f"{sum(tokens[name].values()) / len(test_sets):>18.1f}" for name in pipelines))
 
 fig, ax = plt.subplots(figsize=(5.5, 3))
-ax.bar(list(glyph_acc), [100 * v for v in glyph_acc.values()], color=["#999", "#4a90d9", "#1f5fa8"])
+err = [[100 * (glyph_acc[n] - glyph_ci[n].low) for n in pipelines], [100 * (glyph_ci[n].high - glyph_acc[n]) for n in pipelines]]
+ax.bar(list(glyph_acc), [100 * v for v in glyph_acc.values()], yerr=err, capsize=4, color=["#999", "#4a90d9", "#1f5fa8"])
 ax.axhline(100 / 7, color="k", ls=":", lw=1, label="chance (7 shapes)")
 ax.set_ylabel("glyph accuracy (%)")
-ax.set_title("same encoder, different views")
-ax.legend()
+ax.set_ylim(0, 100)
+ax.set_title("same encoder, different views (95% intervals)", fontsize=10)
+ax.legend(loc="upper left", fontsize=8)
 plt.show()
 
 # %%
 gain = glyph_acc["tiles + thumbnail"] - glyph_acc["downscale"]
-check.at_least(gain, 0.20, "dynamic tiling beats the downscaled image by (accuracy points / 100)");
-
-# %% [markdown]
-# The downscaled view holds the glyph in 2-4 pixels: the encoder is right about a third of the
-# time (chance is 14%; a few pixels still betray how much ink a shape has, a ring from a cross).
-# At native resolution in a tile the same encoder recognises the glyph most of the time. The price is
-# in the last row: 4 LLM tokens for the downscaled view against 36-52 for the tiles. The
-# thumbnail adds little to *this* question (it is a detail question); chapter 9 measures what it
-# adds to a layout question.
+_ = check.at_least(gain, 0.20, "dynamic tiling beats the downscaled image by (accuracy points / 100)")
+_ = check.at_least(glyph_ci["tiles + thumbnail"].low - glyph_ci["downscale"].high, 0.0,
+                   "the two 95% intervals do not overlap (accuracy points / 100)")
+thumb_tie = glyph_ci["tiles"].low <= glyph_acc["tiles + thumbnail"] <= glyph_ci["tiles"].high
+tiled_tokens = [t for name in ("tiles", "tiles + thumbnail") for t in tokens[name].values()]
+display(Markdown(
+    f"The downscaled view holds the glyph in 2-4 pixels: the encoder is right "
+    f"{glyph_acc['downscale']:.0%} of the time (95% interval {glyph_ci['downscale'].low:.0%}-"
+    f"{glyph_ci['downscale'].high:.0%}; chance is {1 / len(SHAPES):.0%}; a few pixels still betray how much ink a "
+    f"shape has, a ring from a cross). In its tiles, at native resolution, the same encoder is right "
+    f"{glyph_acc['tiles + thumbnail']:.0%} of the time ({glyph_ci['tiles + thumbnail'].low:.0%}-"
+    f"{glyph_ci['tiles + thumbnail'].high:.0%}). The price is in the last row: "
+    f"{tokens['downscale'][(128, 96)]:.0f} LLM tokens for the downscaled view against "
+    f"{min(tiled_tokens):.0f}-{max(tiled_tokens):.0f} for the tiles. "
+    + ("Tiles with and without the thumbnail are a tie here (the difference lies inside the 95% interval): "
+       if thumb_tie else "The thumbnail changes the result beyond the interval here: ")
+    + "this is a detail question, and chapter 9 measures what the thumbnail adds to a layout question."))
 
 # %% [markdown] tags=["slide"]
 # ## 8. The tiling viewer
@@ -411,11 +448,14 @@ else:
 # Online (optional): the licence and the size, from the Hub itself.
 
 # %% tags=["online"]
-from huggingface_hub import model_info
+from vislab.online import hub_available
 
-info = model_info("OpenGVLab/InternViT-300M-448px", files_metadata=True)
-print("licence:", info.card_data.get("license") if info.card_data else None)
-print("safetensors parameters:", info.safetensors.total if info.safetensors else "n/a")
+if hub_available("InternViT-300M's licence and parameter count, read from its Hub page"):
+    from huggingface_hub import model_info
+
+    info = model_info("OpenGVLab/InternViT-300M-448px", files_metadata=True)
+    print("licence:", info.card_data.get("license") if info.card_data else None)
+    print("safetensors parameters:", info.safetensors.total if info.safetensors else "n/a")
 
 # %% [markdown] tags=["slide"]
 # ## 10. Exercises
@@ -518,8 +558,6 @@ check.exercise("Exercise 3 (solution)", solution_num_image_tokens,
 # ## 12. The notes, checked
 
 # %%
-from IPython.display import Markdown, display
-
 rows = []
 rows.append("| The notes say | Shown here |")
 rows.append("|---|---|")
