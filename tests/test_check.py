@@ -424,3 +424,44 @@ def test_proof_reports_missing_failed_and_mixed_solutions():
     assert any(p.startswith("Exercise 2:") and "never passed" in p for p in problems)
     assert any(p.startswith("Exercise 3:") and "ablate and predict" in p for p in problems)
     assert len(problems) == 3
+
+
+# ---- the nbval item "exercises proven" (tests/nbval_plugin.py) ------------------------------------
+
+def _chapter(tmp_path, name, solution_source):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    cells = [new_code_cell("from vislab import check\n"
+                           "def my_double(x):\n    raise NotImplementedError  # TODO\n"),
+             new_code_cell('check.exercise("Exercise 1: double", my_double, lambda x: 2 * x, [1, 2])'),
+             new_code_cell(solution_source)]
+    path = tmp_path / name
+    nbformat.write(new_notebook(cells=cells), path)
+    return path
+
+
+def test_the_nbval_item_fails_a_chapter_whose_exercise_is_not_proven(tmp_path):
+    import subprocess
+    import sys
+    import xml.etree.ElementTree as ET
+    from pathlib import Path
+
+    proven = _chapter(tmp_path, "proven.ipynb",
+                      'check.exercise("Exercise 1: double", lambda x: x + x, lambda x: 2 * x, [1, 2], solution=True)')
+    unproven = _chapter(tmp_path, "unproven.ipynb",     # the old style, and an exercise with no solution call
+                        'check.exercise("Exercise 1 (solution)", lambda x: x + x, lambda x: 2 * x, [1, 2])\n'
+                        'check.predict("Exercise 2: tokens", None, 197)')
+    root = Path(__file__).resolve().parents[1]
+    report = tmp_path / "report.xml"
+    run = subprocess.run([sys.executable, "-m", "pytest", str(proven), str(unproven), f"--junit-xml={report}",
+                          "-c", str(root / "pyproject.toml"), "--rootdir", str(root)],
+                         cwd=root, capture_output=True, text=True, timeout=300)
+    out = run.stdout + run.stderr
+    outcomes = [(case.get("name"), "failed" if case.find("failure") is not None or case.find("error") is not None
+                 else "passed") for case in ET.parse(report).iter("testcase")]      # in the order of the files
+    items = ["Cell 0", "Cell 1", "Cell 2", "exercises proven", "peak memory"]
+    assert [name for name, _ in outcomes] == items * 2, out
+    assert [status for _, status in outcomes] == ["passed"] * 8 + ["failed", "passed"], out
+    assert "unproven.ipynb: exercises not proven:\n  Exercise 2: checked, but no solution call" in out, out
+    assert run.returncode == 1, out
