@@ -41,6 +41,8 @@ if "google.colab" in sys.modules:  # pragma: no cover - runs on Colab only
 
 import matplotlib.pyplot as plt
 import torch
+from IPython.display import Markdown, display
+from scipy.stats import binomtest
 
 import vislab
 from vislab import check
@@ -133,7 +135,8 @@ for size in [(640, 427), (1000, 500), (3000, 1000), (500, 1000)]:
 
 # %% [markdown]
 # The 640×427 photo fits 672×672 at scale 1.05: all its 273,280 pixels survive (the cap makes
-# it exactly $WH$), so 2×2 beats 2×1 even though a third of the canvas is padding. A 1000×500
+# it exactly $WH$), so 2×2 beats 2×1 even though two fifths of the canvas (178,304 of its
+# $672^2$ pixels) are padding. A 1000×500
 # image keeps 672×336 pixels in both 2×1 and 2×2 (2×2 cannot hold it any larger without
 # cropping); the tie goes to 2×1, which wastes nothing.
 #
@@ -199,7 +202,7 @@ for flag in (False, True):
 _ = check.equal(unpad(features, (W, H)), features[:, 8:40, :], "unpad keeps the 32 middle rows")
 
 # %% [markdown]
-# The padding is where the geometry says: canvas rows 0-110 and 560-671 are black. Cutting the
+# The padding is where the geometry says: canvas rows $0$ to $110$ and $111 + 449 = 560$ to $671$ are black. Cutting the
 # canvas into tiles and re-assembling them loses nothing:
 
 # %%
@@ -267,16 +270,35 @@ for name, w, h in inputs:
           f"{b['grid']:>5} {b['views']:>5} {b['tokens']:>7,} {b['wasted']:>7.0%} {b['kept']:>6.0%} {b['stretch']:>8.2f}")
 
 # %% [markdown]
-# Reading the table: LLaVA-NeXT's five canvases top out at 672×672 (or 1008×336), so the large
-# inputs are seen at 8-35% of their resolution, against 22-83% for InternVL's up to 12 tiles of
-# 448 px. The token totals are of the same order (1,176-2,340 against 256-3,328) because LLaVA-NeXT
-# spends 576 tokens per view where InternVL's pixel shuffle spends 256. LLaVA-NeXT pays for its
-# undistorted aspect ratio with padding (20-50% of the canvas for the page, the receipt, the
-# screenshot and the panorama); InternVL pays with stretch (up to 12% here) and never pads. Small
-# inputs are blown up by both: the icon's canvases are 71% and 67% interpolation, and InternVL
-# spreads the 640×427 photo over six 448² tiles, 77% of whose pixels are interpolated.
-# (LLaVA-OneVision later widened AnyRes to grids of up to 6×6 tiles of 384 px with at most 9 of
-# them, "anyres_max_9", closing much of the resolution gap.)
+# Reading the table (the sentences below are built from it):
+
+# %%
+large = [n for n, w, h in inputs if w * h > 1e6]                   # phone, page, panorama, screenshot, receipt
+kept_a = [table[n][0]["kept"] for n in large]
+kept_b = [table[n][1]["kept"] for n in large]
+tok_a = [t[0]["tokens"] for t in table.values()]
+tok_b = [t[1]["tokens"] for t in table.values()]
+padded = [n for n in large if table[n][0]["wasted"] >= 0.2]
+stretch = max(abs(t[1]["stretch"] - 1) for t in table.values())
+icon, small = table["icon"], table["sklearn photo"]
+display(Markdown(
+    f"LLaVA-NeXT's five canvases top out at 672×672 (or 1008×336), so the large inputs are seen at "
+    f"{min(kept_a):.0%}-{max(kept_a):.0%} of their resolution, against {min(kept_b):.0%}-{max(kept_b):.0%} for "
+    f"InternVL's up to 12 tiles of 448 px. The token totals are of the same order ({min(tok_a):,}-{max(tok_a):,} "
+    f"against {min(tok_b):,}-{max(tok_b):,}) because LLaVA-NeXT spends 576 tokens per view where InternVL's pixel "
+    f"shuffle spends 256. LLaVA-NeXT pays for its undistorted aspect ratio with padding "
+    f"({min(table[n][0]['wasted'] for n in padded):.0%}-{max(table[n][0]['wasted'] for n in padded):.0%} of the "
+    f"canvas for {'every one' if len(padded) == len(large) else f'{len(padded)} of the {len(large)}'} of the large "
+    f"inputs); InternVL pays with stretch (up to {stretch:.0%} "
+    f"here) and never pads. Small inputs are blown up by both: the icon's canvases are {icon[0]['wasted']:.0%} and "
+    f"{icon[1]['wasted']:.0%} interpolation, and InternVL spreads the 640×427 photo over "
+    f"{small[1]['views'] - 1} tiles of 448², {small[1]['wasted']:.0%} of whose pixels are interpolated."))
+
+# %% [markdown]
+# LLaVA-OneVision later widened AnyRes to grids of up to 6×6 crops of 384 px, and keeps the total
+# in check by shrinking each crop's tokens (bilinear interpolation) once the total passes about
+# nine crops' worth, "anyres_max_9" (cited: LLaVA-OneVision, arXiv:2408.03326, its Higher AnyRes
+# strategy), closing much of the resolution gap.
 
 # %% [markdown] tags=["slide"]
 # ## 8. Experiment: what does the thumbnail add?
@@ -299,21 +321,32 @@ results = {}
 for name, pipe in pipelines.items():
     per = [detail.evaluate(model, test, pipe, grids=grids32) for test in test_sets.values()]
     results[name] = {k: sum(r[k] for r in per) / len(per) for k in ("glyph", "relation", "both", "views")}
+n_canvas = sum(len(t) for t in test_sets.values())                 # 300 canvases, 50 per size
+ci = {name: {k: binomtest(round(r[k] * n_canvas), n_canvas).proportion_ci(0.95, method="wilson")
+             for k in ("glyph", "relation", "both")} for name, r in results.items()}
 print(f"{'pipeline':<18} {'views':>6} {'glyph (detail)':>15} {'relation (layout)':>18} {'both right':>11}")
 for name, r in results.items():
     print(f"{name:<18} {r['views']:>6.1f} {r['glyph']:>15.1%} {r['relation']:>18.1%} {r['both']:>11.1%}")
-print("chance: glyph 14.3%, relation 25%, both 3.6%")
+    print(f"{'  95% interval':<18} {'':>6} " + " ".join(
+        f"{f'{ci[name][k].low:.0%}-{ci[name][k].high:.0%}':>{w}}" for k, w in (("glyph", 15), ("relation", 18),
+                                                                              ("both", 11))))
+print(f"chance: glyph {1 / 7:.1%}, relation {1 / 4:.0%}, both {1 / 28:.1%} ({n_canvas} canvases)")
 
 # %%
 added = results["thumbnail + tiles"]["both"] - max(results["tiles only"]["both"], results["thumbnail only"]["both"])
-check.at_least(added, 0.15, "thumbnail + tiles answer both questions more often than either alone, by");
+_ = check.at_least(added, 0.15, "thumbnail + tiles answer both questions more often than either alone, by")
+_ = check.at_least(ci["thumbnail + tiles"]["both"].low - max(ci["tiles only"]["both"].high,
+                                                             ci["thumbnail only"]["both"].high), 0.0,
+                   "the combined pipeline's 95% interval clears both single pipelines' (accuracy / 100)")
+th, ti, bo = results["thumbnail only"], results["tiles only"], results["thumbnail + tiles"]
+display(Markdown(
+    f"The thumbnail alone sees the layout (relation right {th['relation']:.0%}: the glyph is a visible dot next to "
+    f"a visible shape) but not what the glyph is (glyph right {th['glyph']:.0%}); the tiles alone see the glyph "
+    f"({ti['glyph']:.0%}) but rarely the glyph *and* the big shape in one tile, so they tell the relation less "
+    f"often ({ti['relation']:.0%}). Together they answer both {bo['both']:.0%} of the time, against "
+    f"{th['both']:.0%} and {ti['both']:.0%}. This is the reason LLaVA-NeXT and InternVL both keep a thumbnail."))
 
 # %% [markdown]
-# The thumbnail alone sees the layout (the glyph is a visible dot next to a visible shape) but not
-# what the glyph is; the tiles alone see the glyph but rarely the glyph *and* the big shape in one
-# tile, so they can seldom tell the relation. Together they answer both. This is the reason
-# LLaVA-NeXT and InternVL both keep a thumbnail.
-#
 # A caveat on the miniature: here the views are read independently, so a tile's position in the
 # image is unknown to the reader. In LLaVA-NeXT the language model reads the tile features
 # stitched in their 2D arrangement with a newline token per row, so it *can* relate things in
@@ -361,11 +394,15 @@ check.at_least(results["thumbnail + tiles"]["glyph"] - full_view, 0.10,
 
 # %% [markdown]
 # The full-resolution view has all the pixels the tiles have, yet the encoder, used off its
-# training size, does much worse: the positions are resampled to a grid it never saw, and every
-# token-level statistic it learned (a view is 16 patches, a glyph is a quarter of a view) shifts.
+# training size, does much worse (the check above). Two things change at once, and this
+# comparison does not separate them: the positions are resampled to a grid it never saw, and
+# every token-level statistic it learned shifts (a view is 16 patches, a glyph is a quarter of a
+# view; the single view's head averages all 32-48 tokens after pixel shuffle where a tile's averages
+# 4, so a small glyph is diluted 8-12 times more). The measurement says that *this encoder*
+# needs its trained view size; it does not say how much of the loss is the position table.
 # Interpolation works in practice when it is followed by training at the new size (ViT fine-tunes
 # at higher resolution with an interpolated table; DINOv2 ends its pretraining with a short phase
-# at 518 px); tiling works without it, at the price of tokens and of tiles that do not see each other. 2D RoPE (Qwen2-VL,
+# at 518 px; cited: ViT paper, arXiv:2010.11929, sec. 3.2, and DINOv2, arXiv:2304.07193, sec. 4); tiling works without it, at the price of tokens and of tiles that do not see each other. 2D RoPE (Qwen2-VL,
 # and chapter 2's `pos_embed="rope"`) encodes relative offsets, so a larger grid only adds offsets
 # beyond those seen in training. (InternViT itself has a learned absolute table; chapter 7, §9.)
 
@@ -474,8 +511,6 @@ check.exercise("Exercise 3 (solution)", solution_anyres_tokens, lambda w, h: any
 # ## 12. The notes, checked
 
 # %%
-from IPython.display import Markdown, display
-
 rows = []
 rows.append("| The notes say | Shown here |")
 rows.append("|---|---|")
