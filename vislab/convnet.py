@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vislab.validate import check_int, check_number
+
 __all__ = ["ConvNetConfig", "PRESETS", "LayerNorm2d", "ConvNeXtBlock", "ConvNet"]
 
 # Paper presets (table in sec. 3 / appendix A) and the course's tiny one.
@@ -41,6 +43,22 @@ PRESETS: dict[str, dict] = {
     "B": dict(depths=(3, 3, 27, 3), dims=(128, 256, 512, 1024), stem=4),
     "shapes": dict(depths=(1, 2), dims=(48, 96), stem=4),
 }
+
+
+def _check_convnet_config(c) -> None:
+    for name in ("image_size", "in_channels", "stem", "kernel_size"):
+        check_int(f"ConvNetConfig.{name}", getattr(c, name), minimum=1)
+    check_int("ConvNetConfig.num_classes", c.num_classes, minimum=0)
+    for name in ("depths", "dims"):
+        if not isinstance(getattr(c, name), (tuple, list)):
+            raise TypeError(f"ConvNetConfig.{name} must be a tuple of ints, got {getattr(c, name)!r}")
+        for v in getattr(c, name):
+            check_int(f"each of ConvNetConfig.{name}", v, minimum=1)
+    check_number("ConvNetConfig.norm_eps", c.norm_eps, 0.0, strict_min=True)
+    check_number("ConvNetConfig.layerscale_init", c.layerscale_init, 0.0, strict_min=True)
+    check_number("ConvNetConfig.mlp_ratio", c.mlp_ratio, 0.0, strict_min=True)
+    if c.dims and int(min(c.dims) * c.mlp_ratio) < 1:
+        raise ValueError(f"mlp_ratio={c.mlp_ratio} gives a zero-width MLP for {min(c.dims)} channels; raise it")
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,7 @@ class ConvNetConfig:
     norm_eps: float = 1e-6
 
     def __post_init__(self):
+        _check_convnet_config(self)
         object.__setattr__(self, "depths", tuple(int(d) for d in self.depths))
         object.__setattr__(self, "dims", tuple(int(d) for d in self.dims))
         if not self.depths or len(self.depths) != len(self.dims):

@@ -37,6 +37,7 @@ from torch import nn
 
 from vislab.clip import CLIP, CLIPConfig, TextConfig
 from vislab.mae import set_sincos_pos_embed
+from vislab.validate import check_elements, check_int, check_number, check_tensor
 from vislab.vit import ViT, ViTConfig
 
 __all__ = ["block_masking", "EVAConfig", "EVA", "negative_cosine_loss", "clip_patch_targets",
@@ -54,6 +55,19 @@ def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
 def _randint(g: torch.Generator, lo: int, hi: int) -> int:
     """An int in [lo, hi], both ends included (Python's ``random.randint``)."""
     return int(torch.randint(lo, hi + 1, (), generator=g))
+
+
+def _check_block_masking(batch, gh, gw, mask_ratio, generator, min_block) -> None:
+    check_int("grid height", gh, minimum=1)
+    check_int("grid width", gw, minimum=1)
+    check_number("mask_ratio", mask_ratio)
+    check_int("min_block", min_block, minimum=1)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    check_elements(f"{batch} masks of {gh}x{gw} patches", batch * gh * gw)
+    if batch > 1_000_000:
+        raise ValueError(f"batch={batch:,} masks are drawn one image at a time in Python (minutes); "
+                         "ask for fewer than 1,000,000")
 
 
 def block_masking(batch: int, grid, mask_ratio: float = 0.4, generator: torch.Generator | None = None,
@@ -82,6 +96,7 @@ def block_masking(batch: int, grid, mask_ratio: float = 0.4, generator: torch.Ge
         raise ValueError(f"mask_ratio must be in (0, 1) (EVA masks 0.4), got {mask_ratio!r}")
     if not 0 < min_aspect <= 1:
         raise ValueError(f"min_aspect must be in (0, 1], got {min_aspect}")
+    _check_block_masking(batch, gh, gw, mask_ratio, generator, min_block)
     g = generator if generator is not None else torch.Generator().manual_seed(int(torch.randint(2**31, ())))
     target = int(round(gh * gw * mask_ratio))
     log_aspect = (math.log(min_aspect), math.log(1 / min_aspect))
@@ -117,7 +132,14 @@ def block_masking(batch: int, grid, mask_ratio: float = 0.4, generator: torch.Ge
 def resample_patch_features(features: torch.Tensor, from_grid, to_grid) -> torch.Tensor:
     """Bilinearly resample per-patch features ``(B, gh*gw, Dt)`` to another grid
     ``(B, gh'*gw', Dt)`` (when teacher and student cut the image differently)."""
+    check_tensor("features", features, ndim=3, floating=True)
     from_grid, to_grid = tuple(from_grid), tuple(to_grid)
+    for name, g in (("from_grid", from_grid), ("to_grid", to_grid)):
+        if len(g) != 2:
+            raise ValueError(f"{name} must be a (gh, gw) pair, got {g}")
+        check_int(f"{name} height", g[0], minimum=1)
+        check_int(f"{name} width", g[1], minimum=1)
+    check_elements(f"features on a {to_grid} grid", features.shape[0] * features.shape[2] * to_grid[0] * to_grid[1])
     if from_grid == to_grid:
         return features
     B, N, Dt = features.shape
@@ -169,6 +191,8 @@ def negative_cosine_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.T
     Returns:
         scalar tensor.
     """
+    check_tensor("pred", pred, ndim=3, floating=True)
+    check_tensor("target", target, ndim=3, floating=True)
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same "
                          "shape (B, N, Dt): is the head's width the teacher's?")
@@ -221,6 +245,7 @@ class EVAConfig:
             raise ValueError(f"teacher_dim must be a positive int, got {self.teacher_dim!r}")
         if not 0 < self.mask_ratio < 1:
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        check_int("EVAConfig.min_block", self.min_block, minimum=1)
 
     def replace(self, **changes) -> "EVAConfig":
         return dataclasses.replace(self, **changes)

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vislab.text import CaptionTokenizer, shapeworld_tokenizer
+from vislab.validate import check_int, check_number
 from vislab.vq import VQVAE, VQVAEConfig
 
 __all__ = ["FusionVocab", "FusionConfig", "CausalSelfAttention", "Block", "FusionTransformer",
@@ -54,6 +55,7 @@ class FusionVocab:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
+        check_int("pad_id", self.pad_id, 0, self.text_size - 1)
 
     @property
     def image_offset(self) -> int:
@@ -88,6 +90,13 @@ class FusionVocab:
         return (tokens >= self.image_offset) & (tokens < self.boi)
 
 
+def _check_fusion_config(c) -> None:
+    check_int("FusionConfig.context_length", c.context_length, minimum=3)     # <sot>, one word, <eot>
+    for name in ("dim", "depth", "heads", "mlp_ratio"):
+        check_int(f"FusionConfig.{name}", getattr(c, name), minimum=1)
+    check_number("FusionConfig.dropout", c.dropout, 0.0, 1.0, strict_max=True)
+
+
 @dataclass(frozen=True)
 class FusionConfig:
     """The early-fusion model: a caption tokenizer, an image tokenizer and a causal Transformer."""
@@ -101,6 +110,7 @@ class FusionConfig:
     dropout: float = 0.0
 
     def __post_init__(self):
+        _check_fusion_config(self)
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} must be divisible by heads {self.heads}")
         if not isinstance(self.tokenizer, VQVAEConfig):
@@ -280,6 +290,9 @@ def fusion_loss(model: FusionTransformer, tokens: torch.Tensor, pad_id: int = 0)
 
 def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, generator) -> torch.Tensor:
     """One id per row from ``(B, V)`` logits (greedy when temperature == 0)."""
+    check_number("temperature", temperature, 0.0)                 # < 0 would prefer the least likely token
+    if top_k is not None:
+        check_int("top_k", top_k, minimum=1)
     if temperature == 0:
         return logits.argmax(-1)
     logits = logits / temperature

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from vislab.patching import patchify, unpatchify
+from vislab.validate import check_bool, check_elements, check_int, check_number, check_tensor
 from vislab.vit import Block, ViT, ViTConfig
 
 __all__ = ["MAEConfig", "MAE", "PRESETS", "sincos_pos_embed_2d", "set_sincos_pos_embed", "random_masking",
@@ -70,6 +71,7 @@ def sincos_pos_embed_2d(dim: int, grid, cls_token: bool = True, temperature: flo
     gh, gw = (grid, grid) if isinstance(grid, int) else tuple(grid)
     if gh <= 0 or gw <= 0:
         raise ValueError(f"grid must be positive, got {(gh, gw)}")
+    _check_sincos(gh, gw, dim, cls_token, temperature)
     quarter = dim // 4
     omega = 1.0 / temperature ** (torch.arange(quarter, dtype=torch.float64) / quarter)  # (D/4,)
     rows, cols = torch.meshgrid(torch.arange(gh, dtype=torch.float64),
@@ -80,6 +82,14 @@ def sincos_pos_embed_2d(dim: int, grid, cls_token: bool = True, temperature: flo
     if cls_token:
         table = torch.cat([table.new_zeros(1, dim), table])                             # (1 + N, D)
     return table.float()
+
+
+def _check_sincos(gh, gw, dim, cls_token, temperature) -> None:
+    check_int("grid height", gh, minimum=1)
+    check_int("grid width", gw, minimum=1)
+    check_bool("cls_token", cls_token)
+    check_number("temperature", temperature, 0.0, strict_min=True)
+    check_elements(f"a {gh}x{gw} sin-cos table of width {dim}", gh * gw * dim, bytes_per=8)
 
 
 @torch.no_grad()
@@ -135,6 +145,8 @@ def random_masking(tokens: torch.Tensor, mask_ratio: float, noise: torch.Tensor 
         raise ValueError(f"tokens must be a (B, N, D) tensor of patch tokens (no CLS), got {shape}")
     if isinstance(mask_ratio, bool) or not isinstance(mask_ratio, (int, float)) or not 0 <= mask_ratio < 1:
         raise ValueError(f"mask_ratio must be a number in [0, 1) (MAE uses 0.75), got {mask_ratio!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     B, N, D = tokens.shape
     len_keep = int(N * (1 - mask_ratio))
     if len_keep < 1:
@@ -197,6 +209,7 @@ def mae_loss(pred: torch.Tensor, images: torch.Tensor, mask: torch.Tensor, patch
     Returns:
         scalar tensor.
     """
+    check_tensor("pred", pred, ndim=3, floating=True)
     target = patch_targets(images, patch_size, norm_pix_loss)      # (B, N, Pp)
     if pred.shape != target.shape:
         raise ValueError(f"pred has shape {tuple(pred.shape)} but the patches of these images have "
@@ -233,6 +246,8 @@ def visible_mean_baseline(images: torch.Tensor, mask: torch.Tensor, patch_size: 
 
 def mask_to_image(mask: torch.Tensor, patch_size: int, image_size, channels: int = 3) -> torch.Tensor:
     """``(B, N)`` patch mask → ``(B, channels, H, W)`` pixel mask (1 where the patch was removed)."""
+    check_tensor("mask", mask, ndim=2)
+    check_int("channels", channels, minimum=1)
     B, N = mask.shape
     pix = mask.float().unsqueeze(-1).expand(B, N, patch_size * patch_size * channels)   # (B, N, Pp)
     return unpatchify(pix, patch_size, image_size)                 # (B, C, H, W)
@@ -298,6 +313,9 @@ class MAEConfig:
                              f"{self.decoder_heads}")
         if not 0 < self.mask_ratio < 1:
             raise ValueError(f"mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        check_bool("MAEConfig.norm_pix_loss", self.norm_pix_loss)
+        check_number("MAEConfig.decoder_mlp_ratio", self.decoder_mlp_ratio, 0.0, strict_min=True)
+        self.decoder                                      # the decoder's ViTConfig checks its own fields
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "MAEConfig":

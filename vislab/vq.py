@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vislab.validate import check_bool, check_finite, check_int, check_number
+
 __all__ = [
     "VectorQuantizer", "perplexity", "codebook_usage", "code_counts", "bits_per_image",
     "VQVAEConfig", "VQGANConfig", "VQVAE_PRESETS", "Encoder", "Decoder", "VQVAE", "vqvae_loss",
@@ -305,6 +307,29 @@ def bits_per_image(grid, num_codes: int) -> float:
 # VQ-VAE
 # ----------------------------------------------------------------------------------------------
 
+def _check_vq_config(c) -> None:
+    """The training numbers: weights, decay and thresholds finite and in range, switches bools."""
+    check_int("image_size", c.image_size, 1, 4096)
+    check_number("beta", c.beta, 0.0)
+    check_number("decay", c.decay, 0.0, 1.0, strict_max=True)
+    check_int("restart_every", c.restart_every, minimum=0)
+    check_number("restart_threshold", c.restart_threshold, 0.0, strict_min=True)
+    check_int("seed", c.seed)
+    check_bool("ema", c.ema)
+    check_bool("quantize", c.quantize)
+    if hasattr(c, "disc_weight"):                                    # VQGANConfig's fields
+        check_int("disc_channels", c.disc_channels, minimum=1)
+        check_int("disc_layers", c.disc_layers, minimum=1)
+        check_int("disc_start", c.disc_start, minimum=0)
+        check_number("disc_weight", c.disc_weight, 0.0)
+        check_number("perceptual_weight", c.perceptual_weight, 0.0)
+        check_int("perceptual_outputs", c.perceptual_outputs, minimum=1)
+        if not c.perceptual_widths or not isinstance(c.perceptual_widths, (tuple, list)):
+            raise ValueError(f"perceptual_widths must be a non-empty tuple of channel counts, got {c.perceptual_widths!r}")
+        for w in c.perceptual_widths:
+            check_int("each of perceptual_widths", w, minimum=1)
+
+
 @dataclass(frozen=True)
 class VQVAEConfig:
     """A VQ-VAE: ``downsample`` stride-2 convolutions make a grid ``image_size / 2**downsample``.
@@ -337,6 +362,7 @@ class VQVAEConfig:
         if self.image_size % (2 ** self.downsample):
             raise ValueError(f"image_size {self.image_size} must be divisible by 2**downsample = "
                              f"{2 ** self.downsample}")
+        _check_vq_config(self)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -571,6 +597,8 @@ def adaptive_weight(rec_loss: torch.Tensor, g_loss: torch.Tensor, last_layer: to
     """
     if not last_layer.requires_grad:
         raise ValueError("last_layer must require grad (it is the decoder's last weight)")
+    check_number("delta", delta, 0.0)                                 # 0 is allowed (the paper's formula without it)
+    check_number("max_weight", max_weight, 0.0, strict_min=True)
     g_rec = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)[0]
     g_gan = torch.autograd.grad(g_loss, last_layer, retain_graph=True)[0]
     lam = g_rec.norm() / (g_gan.norm() + delta)
@@ -716,6 +744,8 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
     x, y = _check_images(x, name="x"), _check_images(y, name="y")
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    check_finite("x", x)
+    check_finite("y", y)
     mse = F.mse_loss(x.clamp(0, 1), y.clamp(0, 1)).item()
     return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
 
