@@ -88,3 +88,17 @@ def test_anyres_refuses_unordered_candidates_and_bad_sizes():
         anyres.resize_and_pad(torch.zeros(3, 4, 4, dtype=torch.uint8), (8, 8))
     with pytest.raises(ValueError, match="feature_hw must be positive"):
         anyres.unpadded_shape((0, 4), (10, 10))
+
+
+# ---- images ------------------------------------------------------------------------------------------------
+
+def test_images_refuse_huge_sizes_and_unknown_modes():
+    from vislab import images
+
+    with pytest.raises(ValueError, match="would allocate"):
+        images.resize_tensor(torch.rand(1, 3, 4, 4), 10 ** 6)
+    with pytest.raises(ValueError, match="mode must be"):
+        images.resize_tensor(torch.rand(1, 3, 4, 4), 8, mode="lanczos")
+    with pytest.raises(ValueError, match="would allocate"):
+        images.load_photo("china", size=(10 ** 5, 10 ** 5))
+    assert images.resize_tensor(torch.rand(3, 4, 4), 8).shape == (3, 8, 8)

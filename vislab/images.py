@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vislab.validate import check_elements
+
 __all__ = ["PHOTOS", "sample_photos", "load_photo", "to_tensor", "to_pil", "resize_tensor"]
 
 PHOTOS = ("china", "flower")
@@ -38,6 +40,7 @@ def load_photo(name: str, size=None) -> Image.Image:
             size = (size, size)
         if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)):
             raise ValueError(f"size must be None, a positive int or (width, height), got {size!r}")
+        check_elements(f"a {size[0]}x{size[1]} photo", size[0] * size[1] * 3, limit=2 ** 28, bytes_per=1)
         img = img.resize(tuple(size), Image.BICUBIC)
     return img
 
@@ -68,6 +71,11 @@ def resize_tensor(images: torch.Tensor, size, mode: str = "bilinear") -> torch.T
 
     if not isinstance(images, torch.Tensor) or images.dim() not in (3, 4):
         raise ValueError("images must be a (B, C, H, W) or (C, H, W) tensor")
+    if mode not in ("nearest", "nearest-exact", "bilinear", "bicubic", "area"):
+        raise ValueError(f"mode must be 'nearest', 'nearest-exact', 'bilinear', 'bicubic' or 'area', got {mode!r}")
+    h, w = as_size(size)
+    lead = images.shape[0] * images.shape[1] if images.dim() == 4 else images.shape[0]
+    check_elements(f"images resized to {h}x{w}", lead * h * w)
     single = images.dim() == 3
     x = images[None] if single else images
     antialias = mode in ("bilinear", "bicubic")
