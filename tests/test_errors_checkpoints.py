@@ -181,3 +181,14 @@ def test_every_shipped_checkpoint_loads_as_the_chapters_load_it(name, capsys):
     assert set(stored) == set(own)
     for k, v in stored.items():                                                  # bit for bit, after the cast
         assert torch.equal(own[k], v.to(own[k].dtype)), k
+
+
+def test_load_or_train_and_train_recipe_check_their_switches():
+    from vislab.pretrain import load_or_train, train_recipe
+
+    with pytest.raises(TypeError, match="use_checkpoint must be True or False"):
+        load_or_train("vit_shapes", device="cpu", use_checkpoint="yes")
+    with pytest.raises(TypeError, match="seed must be an int"):
+        train_recipe("vit_shapes", seed=1.5, device="cpu")
+    with pytest.raises(ValueError, match="max_seconds must be a positive number"):
+        train_recipe("vit_shapes", device="cpu", max_seconds=-1)

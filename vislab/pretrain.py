@@ -42,6 +42,10 @@ def train_recipe(name: str, seed: int | None = None, device=None, out=None, max_
     """
     recipe = recipes.get(name)
     seed = recipe.seed if seed is None else seed
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int or None, got {seed!r}")
+    if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
+        raise ValueError(f"max_seconds must be a positive number or None, got {max_seconds!r}")
     device = torch.device(device) if device is not None else get_device()
     if scale is None:
         scale = budget_scale(device)
@@ -78,6 +82,8 @@ def load_or_train(name: str, device=None, use_checkpoint: bool = True):
     checkpoint's JSON (metrics measured when it was trained) or, after training here, the
     fresh metrics.
     """
+    if not isinstance(use_checkpoint, bool):
+        raise TypeError(f"use_checkpoint must be True or False, got {use_checkpoint!r}")
     recipe = recipes.get(name)
     device = torch.device(device) if device is not None else get_device()
     path = checkpoint_path(name)
