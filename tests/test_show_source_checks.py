@@ -78,3 +78,16 @@ def test_a_vislab_function_shows_the_papers_lines():
         vislab.show_source(retrieval_recall)
     out = buf.getvalue()
     assert "check_finite" not in out and "tied = (s == true)" in out
+
+
+def test_lines_must_be_a_pair_of_line_numbers():
+    for bad in ((0, 2), (1,), "1-2", (1.0, 2)):
+        with pytest.raises(TypeError, match="lines must be a"):
+            vislab.show_source(sample, lines=bad)
+
+
+def test_tokenizer_refuses_a_non_bool_truncate():
+    from vislab.text import shapeworld_tokenizer
+
+    with pytest.raises(TypeError, match="truncate must be True or False"):
+        shapeworld_tokenizer()("a red circle", truncate="yes")

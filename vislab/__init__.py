@@ -90,6 +90,9 @@ def show_source(obj, lines: tuple | None = None, checks: bool = False) -> None:
     """
     if not isinstance(checks, bool):
         raise TypeError(f"checks must be True or False, got {checks!r}")
+    if lines is not None and not (isinstance(lines, (tuple, list)) and len(lines) == 2
+                                  and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in lines)):
+        raise TypeError(f"lines must be a (first, last) pair of line numbers >= 1, got {lines!r}")
     try:
         source = inspect.getsource(obj)
     except (TypeError, OSError) as err:

@@ -140,6 +140,8 @@ class CaptionTokenizer:
 
     def __call__(self, texts: str | Sequence[str], truncate: bool = False) -> torch.Tensor:
         """Token ids ``(B, L)`` (long), right-padded with ``<pad>``; a str gives ``(1, L)``."""
+        if not isinstance(truncate, bool):
+            raise TypeError(f"truncate must be True or False, got {truncate!r}")
         if isinstance(texts, str):
             texts = [texts]
         if not isinstance(texts, (list, tuple)):
