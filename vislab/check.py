@@ -324,7 +324,8 @@ def _compare_calls(what, candidate, reference, cases, kind, solution, ex, extra)
         if msg:
             return _finish(ex, kind, solution, what, False, f"{FAIL} {label}: {msg}.{_tail(extra)}")
     done = "the bug is fixed: " if kind == "debug" else ""
-    return _finish(ex, kind, solution, what, True, f"{PASS} {what}: {done}{'the case matches' if len(cases) == 1 else f'all {len(cases)} cases match'} vislab")
+    matched = "the case matches" if len(cases) == 1 else f"all {len(cases)} cases match"
+    return _finish(ex, kind, solution, what, True, f"{PASS} {what}: {done}{matched} vislab")
 
 
 def _tail(extra) -> str:
