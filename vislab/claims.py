@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 __all__ = ["Claim", "prose_numbers", "output_numbers", "code_numbers", "claims_problems", "CITE_MARK"]
 
-CITE_MARK = re.compile(r"\(cited:[^)]*\)", re.I)
+CITE_MARK = re.compile(r"\bcited:[^)\n]*\)?", re.I)   # "(cited: SOURCE)", or "...; cited: SOURCE)" inside a parenthesis
 SMALL_INT = 20                       # bare integers below this are counts and references, not claims
 
 _EXEMPT_SPANS = [
@@ -48,6 +48,7 @@ _EXEMPT_SPANS = [
     re.compile(r"https?://\S+"),                    # bare URLs
     re.compile(r"<[^>\n]+>"),                       # HTML tags (their attributes)
     re.compile(r"\barXiv[:\s]*\d{4}\.\d{4,5}(v\d+)?", re.I),   # arXiv ids
+    re.compile(r"\b(1[89]|20)\d0s\b"),                            # decades: "the 2020s"
     re.compile(r"(?<=[,(] )(19[89]\d|20[0-3]\d)(?=[),;.]|$)|(?<=\()(19[89]\d|20[0-3]\d)(?=[),;])|"
                r"(?<=et al\. )(19[89]\d|20[0-3]\d)", re.M),      # years of a reference: "Title, 2024)"
 ]
