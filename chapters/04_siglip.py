@@ -202,7 +202,7 @@ for B in (8, 32, 128, 512, 2048):     # printed to 2 decimals / 3 significant di
 # many negatives dominates the loss, leading to large initial optimization steps attempting to
 # correct this bias. ... We initialize $t'$ and $b$ to $\log 10$ and $-10$ respectively."* And
 # $-10 = \log\frac{1}{B-1}$ for $B = 1 + e^{10} \approx 22{,}000$: the prior of the paper's own
-# batches (16k-32k; cited: SigLIP paper, sec. 3.3 and 4).
+# batches (16k-32k) (cited: SigLIP paper, sec. 3.3 and 4).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -675,7 +675,7 @@ ax_img.imshow(torch.cat(list(test.images.permute(0, 2, 3, 1)), dim=0))       # t
 ax_img.set_title("image i")
 ax_img.axis("off")
 im = ax.imshow(probs, vmin=0, vmax=1, cmap="viridis")
-ax.set_xticks(range(8), test.captions, fontsize=7, rotation=40, ha="right")
+ax.set_xticks(range(8), test.captions, fontsize=8, rotation=40, ha="right")
 ax.set_yticks(range(8))
 ax.set_title("sigmoid(t·cos + b): probability that image i matches caption j", fontsize=10)
 fig.colorbar(im, ax=ax, fraction=0.04)
@@ -753,8 +753,11 @@ print(f"\nSigLIP So400m/14 image tower at 384 px: {so / 1e6:.1f}M parameters; Si
 # %% [markdown] tags=["slide"]
 # ## 10. Exercises
 #
-# Each exercise has a cell for you (tagged `exercise`), a self-check against vislab, and a hidden
-# solution. The self-check prints "not attempted" until you replace the `raise NotImplementedError`.
+# Each exercise has a cell for you (tagged `exercise`), a self-check, and a hidden solution. The
+# self-check prints "not attempted" until you replace the `raise NotImplementedError` or the `None`.
+# Four kinds: **build** (exercises 1-4: write a piece of `vislab.siglip` and check it against
+# vislab), **predict, then run** (5), **debug** a planted bug (6), **ablate** a knob and say what it
+# did (7). Each runs in a second.
 #
 # **Exercise 1.** Write SigLIP's loss from Algorithm 1: normalise, logits $= t\,XY^\top + b$,
 # labels $2I - 1$, minus the sum of `logsigmoid(labels * logits)`, divided by the batch size.
@@ -769,7 +772,8 @@ def my_sigmoid_loss(image_features, text_features, t, b):
 g_ex = torch.Generator().manual_seed(7)
 loss_cases = [(torch.randn(6, 8, generator=g_ex), torch.randn(6, 8, generator=g_ex), 10.0, -10.0),
               (torch.randn(3, 4, generator=g_ex), torch.randn(3, 4, generator=g_ex), 2.0, 0.5)]
-check.exercise("Exercise 1: sigmoid loss", my_sigmoid_loss, sigmoid_loss, loss_cases);
+check.exercise("Exercise 1: sigmoid loss", my_sigmoid_loss, sigmoid_loss, loss_cases,
+               hint="labels = 2 * torch.eye(B) - 1; divide the sum by B, not B * B");
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 def solution_sigmoid_loss(image_features, text_features, t, b):
@@ -780,7 +784,7 @@ def solution_sigmoid_loss(image_features, text_features, t, b):
     return -F.logsigmoid(labels * logits).sum() / x.shape[0]
 
 
-check.exercise("Exercise 1 (solution)", solution_sigmoid_loss, sigmoid_loss, loss_cases);
+check.exercise("Exercise 1: sigmoid loss", solution_sigmoid_loss, sigmoid_loss, loss_cases, solution=True);
 
 # %% [markdown]
 # **Exercise 2.** The bias that minimises the loss at initialisation (all cosines 0) for a batch
@@ -794,7 +798,8 @@ def my_prior_bias(B):
 
 
 # %%
-check.exercise("Exercise 2: prior bias", my_prior_bias, lambda B: torch.tensor(prior_bias(B)), [(2,), (8,), (32768,)]);
+check.exercise("Exercise 2: prior bias", my_prior_bias, lambda B: torch.tensor(prior_bias(B)), [(2,), (8,), (32768,)],
+               hint="the derivative is -sigmoid(-b) + (B - 1) sigmoid(b); solve for sigmoid(b)");
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 def solution_prior_bias(B):
@@ -802,8 +807,8 @@ def solution_prior_bias(B):
     return torch.tensor(math.log(1 / (B - 1)))
 
 
-check.exercise("Exercise 2 (solution)", solution_prior_bias, lambda B: torch.tensor(prior_bias(B)),
-               [(2,), (8,), (32768,)])
+check.exercise("Exercise 2: prior bias", solution_prior_bias, lambda B: torch.tensor(prior_bias(B)),
+               [(2,), (8,), (32768,)], solution=True)
 print("b = -10 is the prior for B =", round(1 + math.exp(10)))
 
 # %% [markdown]
@@ -820,7 +825,8 @@ def my_chunked_loss(image_features, text_features, t, b, D):
 # %%
 chunk_cases = [(torch.randn(12, 8, generator=g_ex), torch.randn(12, 8, generator=g_ex), 10.0, -10.0, D)
                for D in (1, 3, 4)]
-check.exercise("Exercise 3: chunked loss", my_chunked_loss, chunked_sigmoid_loss, chunk_cases);
+check.exercise("Exercise 3: chunked loss", my_chunked_loss, chunked_sigmoid_loss, chunk_cases,
+               hint="positives (labels 2I - 1) only in the blocks of step 0; every other block is all -1");
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 def solution_chunked_loss(image_features, text_features, t, b, D):
@@ -835,7 +841,7 @@ def solution_chunked_loss(image_features, text_features, t, b, D):
     return total / image_features.shape[0]
 
 
-check.exercise("Exercise 3 (solution)", solution_chunked_loss, chunked_sigmoid_loss, chunk_cases);
+check.exercise("Exercise 3: chunked loss", solution_chunked_loss, chunked_sigmoid_loss, chunk_cases, solution=True);
 
 # %% [markdown]
 # **Exercise 4 (think, then measure).** Count the bytes one rank *receives* per step for CLIP's
@@ -856,7 +862,8 @@ def measured_bytes(method, W, c, E):
 
 
 bytes_cases = [(m, W, C_RANK, E_RANK) for m in ("clip_allgather", "sigmoid_ring") for W in (1, 2, 4)]
-check.exercise("Exercise 4: bytes per rank", my_bytes_received, measured_bytes, bytes_cases);
+check.exercise("Exercise 4: bytes per rank", my_bytes_received, measured_bytes, bytes_cases,
+               hint="a chunk is c * E * 4 bytes; count the chunks that arrive from the other W - 1 ranks");
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 def solution_bytes_received(method, W, c, E):
@@ -866,9 +873,96 @@ def solution_bytes_received(method, W, c, E):
     return 2 * (W - 1) * chunk              # W - 1 text chunks forward, W - 1 gradient chunks backward
 
 
-check.exercise("Exercise 4 (solution)", solution_bytes_received, measured_bytes, bytes_cases);
+check.exercise("Exercise 4: bytes per rank", solution_bytes_received, measured_bytes, bytes_cases, solution=True);
 # Bytes per rank grow as (W - 1) c E: doubling W nearly doubles them, for both losses alike.
 # Memory per rank: CLIP's default grows with B^2 = (W c)^2; the recomputing ring does not grow.
+
+# %% [markdown]
+# **Exercise 5 (predict, then run).** Before running anything: a batch of $B = 64$ pairs whose
+# embeddings are all orthogonal (every cosine is exactly 0), the paper's $t = 10$ and $b = -10$.
+# What does `sigmoid_loss` return? Write your number in the cell, then run the check, which
+# measures it.
+
+# %% tags=["exercise"]
+my_prediction = None      # TODO: a number (the loss, in nats per image)
+
+# %%
+eye = torch.eye(128)
+orthogonal_loss = sigmoid_loss(eye[:64], eye[64:], 10.0, -10.0).item()     # 64 + 64 orthogonal unit vectors
+check.predict("Exercise 5: the loss at initialisation, cosines 0, B = 64", my_prediction, orthogonal_loss, tol=0.05,
+              explain="every logit is b = -10: the positive of a row costs log(1 + e^10) = 10.00005 and each of "
+                      "the 63 negatives log(1 + e^-10) = 0.0000454, so a row costs about 10.003; divided by |B| per "
+                      "image, that is the loss");
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+solution_prediction = math.log1p(math.exp(10)) + 63 * math.log1p(math.exp(-10))
+check.predict("Exercise 5: the loss at initialisation, cosines 0, B = 64", solution_prediction, orthogonal_loss,
+              tol=0.05, solution=True);
+
+# %% [markdown]
+# **Exercise 6 (debug).** A colleague wrote the loss with binary-cross-entropy labels in mind.
+# It runs, it trains a little, and it is wrong. Find the bug and fix it in the cell; the check
+# compares with `vislab.siglip.sigmoid_loss` and shows the symptom while the bug is there.
+
+# %% tags=["exercise"]
+def buggy_sigmoid_loss(image_features, text_features, t, b):
+    x = F.normalize(image_features, dim=-1)                    # (B, E)
+    y = F.normalize(text_features, dim=-1)                     # (B, E)
+    logits = t * x @ y.t() + b                                 # (B, B)
+    labels = torch.eye(x.shape[0])                             # (B, B)   TODO: is this the right label matrix?
+    return -F.logsigmoid(labels * logits).sum() / x.shape[0]
+
+
+# %%
+check.debug("Exercise 6: the planted bug in a sigmoid loss", buggy_sigmoid_loss, sigmoid_loss, loss_cases,
+            symptom="every negative pair costs log 2 = 0.693 whatever its logit, so nothing pushes "
+                    "non-matching pairs apart",
+            hint="logsigmoid(z * logit) needs z = +1 for a positive and -1 for a negative");
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+def fixed_sigmoid_loss(image_features, text_features, t, b):
+    x = F.normalize(image_features, dim=-1)                    # (B, E)
+    y = F.normalize(text_features, dim=-1)                     # (B, E)
+    logits = t * x @ y.t() + b                                 # (B, B)
+    labels = 2 * torch.eye(x.shape[0]) - 1                     # (B, B): +1 on the diagonal, -1 elsewhere
+    return -F.logsigmoid(labels * logits).sum() / x.shape[0]
+
+
+check.debug("Exercise 6: the planted bug in a sigmoid loss", fixed_sigmoid_loss, sigmoid_loss, loss_cases,
+            solution=True);
+
+# %% [markdown]
+# **Exercise 7 (ablate).** The trained `siglip_shapes` learned a bias $b$ (section 8). Set
+# `ablate_b` to `0.0`, run the next cell, and look at the mean probability that the model gives
+# to *non-matching* pairs of the 8 test scenes. Does it rise or fall? Then say why in one sentence
+# to yourself: what is the bias for?
+
+# %% tags=["exercise"]
+ablate_b = None           # TODO: 0.0
+my_answer = None          # TODO: "rises" or "falls"
+
+# %%
+with torch.no_grad():
+    img_e, txt_e = (siglip_model.encode_image(test.images.to(device)).cpu(),
+                    siglip_model.encode_text(tok(test.captions).to(device)).cpu())
+    cos = F.normalize(img_e, dim=-1) @ F.normalize(txt_e, dim=-1).t()                    # (8, 8)
+    t_learned, b_learned = siglip_model.logit_scale.exp().item(), siglip_model.logit_bias.item()
+off = ~torch.eye(8, dtype=torch.bool)
+p_learned = torch.sigmoid(t_learned * cos + b_learned)[off].mean().item()
+b_used = b_learned if ablate_b is None else ablate_b
+p_ablated = torch.sigmoid(t_learned * cos + b_used)[off].mean().item()
+print(f"mean p(match) of non-matching pairs: learned b = {b_learned:.2f}: {p_learned:.3f};  b = {b_used:.2f}: {p_ablated:.3f}")
+check.answer("Exercise 7: what the bias does to non-matching pairs", my_answer if ablate_b == 0.0 else None,
+             "rises" if p_ablated > p_learned else "falls",
+             explain="the bias is the prior log-odds that a pair matches; most pairs do not, so a trained b "
+                     "is very negative, and without it t·cos alone puts non-matching pairs near or above 0.5",
+             hint="set ablate_b = 0.0 first, then compare the two printed probabilities");
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+ablate_b = 0.0
+p_zero = torch.sigmoid(t_learned * cos + ablate_b)[off].mean().item()
+check.answer("Exercise 7: what the bias does to non-matching pairs", "rises" if p_zero > p_learned else "falls",
+             "rises", solution=True);
 
 # %% [markdown] tags=["slide"]
 # ## 11. Summary
@@ -910,7 +1004,7 @@ display(Markdown(
     "exercise 4); its advantage is that each exchange overlaps with a block's compute and no rank waits for all "
     "the others.\n"
     "3. *Better at small batches, same data*: the paper's claim at its scale (sigmoid ahead below 16k pairs, the "
-    "gap closing with the batch; cited: SigLIP paper, fig. 2). **Not reproduced at ours**: the sigmoid is "
+    "gap closing with the batch) (cited: SigLIP paper, fig. 2). **Not reproduced at ours**: the sigmoid is "
     + ", ".join(f"{verdict[B]} CLIP at $B={B}$" for B in sizes) + " (section 6). The efficiency argument that "
     "holds at every scale is the memory one.\n"
     "4. *Independent pairs*: the loss of a pair does not depend on the rest of the batch, so a trained model gives "
@@ -928,6 +1022,57 @@ display(Markdown(
 # | "GPU-wise split of the batch in distributed training" | ✓ sections 5 and 7: 1, 2, 4 processes give the same loss |
 # | "SigLIP-400M: 400M params ViT-B/16" (cited: the notes) | ✗ two models: SigLIP-Base is B/16 (93M image tower), So400m/14 is 428M (section 9) |
 # | "SigLIP-SO400M: shape-optimised, used in PaliGemma, LLaVA-OneVision" | ✓ section 9: its shape, its token counts |
+
+# %% [markdown]
+# ## Questionnaire
+#
+# 1. Why does adding a caption to a batch change every softmax probability of CLIP's row but no
+#    sigmoid probability of SigLIP's?
+# 2. Write SigLIP's loss for one batch. What is it divided by in the paper, and what changes if it
+#    is divided by $N^2$ instead?
+# 3. Why would $b = 0$ make the initial loss grow with the batch size? What is $b^\star$ for a batch
+#    of $B$ pairs, and which batch size makes it $-10$?
+# 4. Where does the notes' $\sigma(z\,y\,\gamma - \delta)$ put the bias, and why is that not a prior?
+# 5. In the chunked loss, which block does device $d$ compute at step $k$, and where are the positives?
+# 6. Why is the chunked loss equal to the full loss in value *and* gradient, and what does
+#    `recompute=True` save?
+# 7. How many bytes does one rank receive per step for CLIP's all-gather and for the ring? What,
+#    then, does the ring save?
+# 8. Why does CLIP's default memory per device grow as $B^2$ while the recomputing ring's stays flat?
+# 9. At our scale, what did the batch-size experiment show, and why can it not settle the paper's
+#    claim?
+# 10. What does $\sigma(t\cos + b)$ mean for one image and one caption, and why has CLIP no such
+#     number?
+# 11. What is "shape-optimised" about So400m, and why is "SigLIP-400M: ViT-B/16" wrong?
+
+# %% [markdown] tags=["solution"]
+# **Answers**
+#
+# 1. A softmax row shares one unit of probability among all captions, so a new one takes mass from
+#    the others; each sigmoid depends only on its own logit (section 1).
+# 2. $-\frac{1}{|\mathcal{B}|}\sum_{i,j}\log\sigma(z_{ij}(t\,\mathbf{x}_i\cdot\mathbf{y}_j + b))$, divided by
+#    the number of images. Dividing by $N^2$ makes the loss and its gradients $B$ times smaller: a
+#    smaller learning rate for SGD, and a misleading loss value (section 2).
+# 3. With $b = 0$ every one of the $B$ pairs of a row costs about $\log 2$, so a row costs $B\log 2$.
+#    The minimiser is $b^\star = \log\frac{1}{B-1}$; it is $-10$ for $B = 1 + e^{10} \approx 22{,}027$.
+# 4. After the label flip, so it lowers positives and negatives alike: a margin, not the log-odds
+#    that a pair matches.
+# 5. The block of its own images against the text chunk of device $d - k$ (mod $D$); the positives
+#    are all in the blocks of step 0, on the diagonal.
+# 6. The loss is a sum over pairs, and every pair is computed exactly once, by the device that
+#    holds its image; recomputing keeps one $c\times c$ block instead of the $D$ blocks autograd
+#    would store.
+# 7. Both receive $2(W-1)$ chunks of $c \times E$ floats; the ring saves memory (no $B\times B$
+#    matrix) and lets each exchange overlap with compute, not bytes.
+# 8. Every rank of CLIP's default builds the whole $B \times B$ logit matrix and its gradient; the
+#    recomputing ring only ever holds one $c \times c$ block.
+# 9. The sigmoid loss never beat CLIP's at batches of 8-128 (ties or behind, with a larger spread
+#    over seeds); the paper's claim is about 512-16k pairs and billions of examples.
+# 10. The model's probability that this image and this caption match, on its own; CLIP's softmax
+#     only ranks a caption against the other candidates.
+# 11. Its width, depth and MLP size come from scaling laws fitted per shape dimension, for a
+#     compute budget; SigLIP-Base is the B/16 model (about 93M with its head) and So400m is the
+#     ~428M shape-optimised one, two different models.
 
 # %% [markdown] tags=["online"]
 # ## Online: a real SigLIP through vislab (optional)
