@@ -26,10 +26,69 @@ device = setup()
 """
 
 
-def chapter(*cells: str) -> str:
-    """A chapter .py: the standard first code cell, then ``cells`` (each a percent-format cell)."""
+EXERCISES = """# %% [markdown]
+# **Exercise 1 (build).** Double a number.
+
+# %% tags=["exercise"]
+def my_double(x):
+    # TODO: return 2x
+    raise NotImplementedError
+
+# %%
+from vislab import check
+
+_ = check.exercise("Exercise 1: double", my_double, lambda x: 2 * x, [1, 2])
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+_ = check.exercise("Exercise 1: double", lambda x: 2 * x, lambda x: 2 * x, [1, 2], solution=True)
+
+# %% tags=["exercise"]
+my_tokens = None  # TODO: tokens of a 224 px image at patch 16, with CLS
+
+# %%
+_ = check.predict("Exercise 2: tokens", my_tokens, 197)
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+_ = check.predict("Exercise 2: tokens", 197, 197, solution=True)
+
+# %% tags=["exercise"]
+def my_fixed_abs(x):
+    return x  # TODO: find and fix the bug
+
+# %%
+_ = check.debug("Exercise 3: abs", my_fixed_abs, abs, [-1, 2], symptom="negative inputs stay negative")
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+_ = check.debug("Exercise 3: abs", abs, abs, [-1, 2], solution=True)
+
+# %% tags=["exercise"]
+my_answer = None  # TODO: 'up' or 'down'?
+
+# %%
+_ = check.answer("Exercise 4: direction", my_answer, "down")
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+_ = check.answer("Exercise 4: direction", "down", "down", solution=True)
+
+# %% [markdown]
+# ## Questionnaire
+#
+""" + "\n".join(f"# {i}. Question {i}?" for i in range(1, 9)) + """
+
+# %% [markdown] tags=["solution"]
+# **Answers**
+#
+""" + "\n".join(f"# {i}. Answer {i}." for i in range(1, 9)) + "\n"
+
+
+def chapter(*cells: str, exercises: bool = True) -> str:
+    """A chapter .py: the standard first code cell, then ``cells`` (each a percent-format cell),
+    then (unless ``exercises=False``) the four exercises and questionnaire that ``book check``
+    asks of every chapter."""
     body = "\n\n".join(textwrap.dedent(c).strip("\n") for c in cells)
-    return "# %% [markdown]\n# # A tiny chapter\n\n" + FIRST_CELL + ("\n\n" + body if body else "") + "\n"
+    tail = "\n\n" + EXERCISES if exercises else ""
+    return ("# %% [markdown]\n# # A tiny chapter\n\n" + FIRST_CELL + ("\n\n" + body if body else "") + "\n"
+            + tail)
 
 
 def write_book(root, chapters: dict, entries=None, sync_now=True):
@@ -118,10 +177,18 @@ def test_sync_is_idempotent_on_a_copy_of_the_repository(tmp_path):
 
 # ---- check on temporary books ---------------------------------------------------------------------
 
+def test_check_asks_every_chapter_for_exercises(tmp_path):
+    write_book(tmp_path, {"01_tiny": chapter(exercises=False)})
+    problems = check(tmp_path)
+    assert any("exercises: 0 exercise(s) checked with vislab.check; at least 4 are needed" in p for p in problems)
+    assert any("exercises: no questionnaire" in p for p in problems)
+
+
 def test_a_valid_tiny_book_passes(tiny):
     assert check(tiny) == []
     nb = nbformat.read(tiny / "chapters" / "01_tiny.ipynb", as_version=4)
-    assert [c.cell_type for c in nb.cells] == ["markdown", "code", "markdown", "code"]
+    assert [c.cell_type for c in nb.cells][:4] == ["markdown", "code", "markdown", "code"]
+    assert sum("solution" in c.metadata.get("tags", []) for c in nb.cells) == 5   # 4 exercises + answers
     assert all(c.outputs == [] for c in nb.cells if c.cell_type == "code")
     assert "kernelspec" in nb.metadata and "jupytext" not in nb.metadata
     # the sync filled in the Colab bootstrap between the markers, in the .py too
@@ -157,7 +224,7 @@ def test_check_detects_a_hand_edited_notebook(tiny):
 
 def test_check_detects_unknown_tags(tmp_path):
     write_book(tmp_path, {"01_tiny": chapter("""
-        # %% tags=["exercise", "homework"]
+        # %% tags=["notes", "homework"]
         # TODO: do it
         y = 1
     """)})

@@ -275,8 +275,15 @@ def sync(root=None, chapters=None, record: bool = False, timeout: int = 600) -> 
 
 
 def check(root=None) -> list:
-    """Every problem with book.yml and the chapters, as readable lines (empty = all good)."""
+    """Every problem with book.yml and the chapters, as readable lines (empty = all good).
+
+    Besides the manifest and the pairing, each chapter's exercises must follow
+    :func:`vislab.handouts.exercise_problems` (four or more exercises of three or more kinds,
+    hidden solutions, a questionnaire with hidden answers).
+    """
     import nbformat
+
+    from vislab.handouts import exercise_problems
 
     try:
         book = load_book(root)
@@ -313,6 +320,7 @@ def check(root=None) -> list:
             problems.append(f"{ch.notebook.relative_to(root)}: out of sync with {ch.file.name} ({diff}); "
                             "run `python -m vislab.book sync`")
         problems += [f"{rel}: {p}" for p in _cell_problems(expected)]
+        problems += [f"{rel}: exercises: {p}" for p in exercise_problems(expected)]
         first_code = next((c.source for c in expected.cells if c.cell_type == "code"), "")
         if colab_bootstrap(book) not in first_code:
             problems.append(f"{rel}: the first code cell must start with the Colab bootstrap block "
