@@ -242,7 +242,7 @@ loss.backward()
 print({k: f"{v:.2f}" for k, v in metrics.items()})     # 2 decimals: float64 agrees to 1e-6, and no value is near a rounding edge
 print(f"iBOT: {int(masks.any(1).sum())} of {masks.shape[0]} global crops masked; the term is averaged per masked crop, "
       f"summed, and divided by all {masks.shape[0]}")
-check.equal(sum(p.grad is not None for p in tiny.teacher.parameters()), 0, "teacher parameters with a gradient")
+_ = check.equal(sum(p.grad is not None for p in tiny.teacher.parameters()), 0, "teacher parameters with a gradient")
 
 # %%
 check.at_least(float(tiny.student["backbone"].mask_token.grad.abs().sum()), 1e-9, "|gradient| reaching the mask token")

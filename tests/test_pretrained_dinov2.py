@@ -11,6 +11,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 from transformers import Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel  # noqa: E402
 
+from tests.online_cells import chapter_cells, offline_run  # noqa: E402
 from vislab.pretrained import from_hf  # noqa: E402
 from vislab.pretrained.dinov2 import WeightMismatchError, config_from_hf, convert  # noqa: E402
 from vislab.vit import ViT  # noqa: E402
@@ -111,16 +112,6 @@ def test_classifier_model_is_refused_with_a_hint():
 
 
 # ----------------------------------------------------------------------------- chapter 5's online cell
-def _chapter_cells(name):
-    from pathlib import Path
-
-    jupytext = pytest.importorskip("jupytext")
-    chapter = jupytext.read(Path(__file__).resolve().parents[1] / "chapters" / name)
-    code = [c for c in chapter.cells if c.cell_type == "code"]
-    online = [c.source for c in code if "online" in c.metadata.get("tags", [])]
-    return code[0].source, online
-
-
 def test_chapter5_online_cell_runs_with_a_tiny_model(monkeypatch):
     """Chapter 5's `online` cell with the hub 'reachable' and `AutoModel.from_pretrained` answered
     by a tiny random Dinov2Model (14 px patches): it converts, checks against transformers and
@@ -128,7 +119,7 @@ def test_chapter5_online_cell_runs_with_a_tiny_model(monkeypatch):
     import matplotlib
 
     matplotlib.use("Agg")
-    first, online = _chapter_cells("05_dino.py")
+    first, online = chapter_cells("05_dino.py")
     assert online and all("hub_available(" in src for src in online)
     torch.manual_seed(0)
     hf = Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
@@ -145,15 +136,5 @@ def test_chapter5_online_cell_runs_with_a_tiny_model(monkeypatch):
 
 
 def test_chapter5_online_cell_offline_prints_one_line(monkeypatch, capsys):
-    first, online = _chapter_cells("05_dino.py")
-    monkeypatch.setattr("vislab.online.hub_reachable", lambda *a, **k: False)
-    monkeypatch.setattr(transformers.AutoModel, "from_pretrained",
-                        classmethod(lambda cls, *a, **k: pytest.fail("offline, nothing may be downloaded")))
-    namespace = {"__name__": "chapter05"}
-    exec(compile(first, "05_dino.py:first cell", "exec"), namespace)
-    capsys.readouterr()
-    for src in online:
-        exec(compile(src, "05_dino.py:online cell", "exec"), namespace)
-    out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == len(online) and all(line.startswith("offline") for line in out)
+    namespace = offline_run("05_dino.py", monkeypatch, capsys, transformers.AutoModel)
     assert "dinov2_small" not in namespace

@@ -5,6 +5,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from tests.online_cells import chapter_cells, offline_run  # noqa: E402
 from vislab.pretrained import from_hf  # noqa: E402
 from vislab.pretrained.siglip import config_from_hf, convert  # noqa: E402
 from vislab.pretrained.vit import WeightMismatchError  # noqa: E402
@@ -138,16 +139,6 @@ def test_missing_tensor_is_named():
 
 
 # ----------------------------------------------------------------------------- chapter 4's online cell
-def _chapter_cells(name):
-    from pathlib import Path
-
-    jupytext = pytest.importorskip("jupytext")
-    chapter = jupytext.read(Path(__file__).resolve().parents[1] / "chapters" / name)
-    code = [c for c in chapter.cells if c.cell_type == "code"]
-    online = [c.source for c in code if "online" in c.metadata.get("tags", [])]
-    return code[0].source, online
-
-
 class _FakeProcessor:
     """Stands in for SiglipProcessor (whose tokenizer needs a downloaded SentencePiece model):
     token ids padded to the tiny model's context and 32 px pixel values."""
@@ -164,7 +155,7 @@ def test_chapter4_online_cell_runs_with_a_tiny_model(monkeypatch):
     """Chapter 4's `online` cell with the hub 'reachable' and `from_pretrained` answered by a tiny
     random SiglipModel: it converts, checks vislab's logits against transformers', prints one
     probability per photo and caption."""
-    first, online = _chapter_cells("04_siglip.py")
+    first, online = chapter_cells("04_siglip.py")
     assert online and all("hub_available(" in src for src in online)
     hf = tiny_siglip()
     monkeypatch.setattr("vislab.online.hub_reachable", lambda *a, **k: True)
@@ -179,15 +170,5 @@ def test_chapter4_online_cell_runs_with_a_tiny_model(monkeypatch):
 
 
 def test_chapter4_online_cell_offline_prints_one_line(monkeypatch, capsys):
-    first, online = _chapter_cells("04_siglip.py")
-    monkeypatch.setattr("vislab.online.hub_reachable", lambda *a, **k: False)
-    monkeypatch.setattr(transformers.SiglipModel, "from_pretrained",
-                        classmethod(lambda cls, *a, **k: pytest.fail("offline, nothing may be downloaded")))
-    namespace = {"__name__": "chapter04"}
-    exec(compile(first, "04_siglip.py:first cell", "exec"), namespace)
-    capsys.readouterr()
-    for src in online:
-        exec(compile(src, "04_siglip.py:online cell", "exec"), namespace)
-    out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == len(online) and all(line.startswith("offline") for line in out)
+    namespace = offline_run("04_siglip.py", monkeypatch, capsys, transformers.SiglipModel)
     assert "real" not in namespace

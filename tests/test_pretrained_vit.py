@@ -6,6 +6,7 @@ from torch import nn
 
 transformers = pytest.importorskip("transformers")
 
+from tests.online_cells import chapter_cells, offline_run, run_cells  # noqa: E402
 from vislab.pretrained import from_hf  # noqa: E402
 from vislab.pretrained.vit import WeightMismatchError, assign_weights, config_from_hf, convert  # noqa: E402
 from vislab.vit import ViT  # noqa: E402
@@ -160,25 +161,6 @@ def test_convert_refuses_other_models():
 
 
 # ----------------------------------------------------------------------------- chapters 1 and 2's online cells
-def _chapter_cells(name):
-    from pathlib import Path
-
-    jupytext = pytest.importorskip("jupytext")
-    chapter = jupytext.read(Path(__file__).resolve().parents[1] / "chapters" / name)
-    code = [c for c in chapter.cells if c.cell_type == "code"]
-    online = [c.source for c in code if "online" in c.metadata.get("tags", [])]
-    assert online, f"{name} has no cell tagged 'online'"
-    assert all("hub_available(" in src for src in online), "every online cell starts with its hub_available guard"
-    return code[0].source, online
-
-
-def _run(name, first, online, namespace):
-    exec(compile(first, f"{name}:first cell", "exec"), namespace)           # imports, setup
-    for i, src in enumerate(online):
-        exec(compile(src, f"{name}:online cell {i}", "exec"), namespace)
-    return namespace
-
-
 def test_chapter1_online_cell_runs_offline(monkeypatch):
     """Chapter 1's `online` cell, with `from_pretrained` answered by a random ViTModel of the real
     patch embedding's shape (768 wide, patch 16, one small layer): its check passes."""
@@ -186,8 +168,8 @@ def test_chapter1_online_cell_runs_offline(monkeypatch):
                                          num_attention_heads=12, intermediate_size=64)).eval()
     monkeypatch.setattr(transformers.ViTModel, "from_pretrained", classmethod(lambda cls, *a, **k: hf))
     monkeypatch.setattr("vislab.online.hub_reachable", lambda *a, **k: True)
-    first, online = _chapter_cells("01_patching.py")
-    ns = _run("01_patching.py", first, online, {"__name__": "chapter01", "x": torch.rand(1, 3, 224, 224)})
+    first, online = chapter_cells("01_patching.py")
+    ns = run_cells("01_patching.py", first, online, {"__name__": "chapter01", "x": torch.rand(1, 3, 224, 224)})
     assert torch.equal(ns["ours"].proj.weight, hf.embeddings.patch_embeddings.projection.weight)
 
 
@@ -199,21 +181,14 @@ def test_chapter2_online_cells_run_offline(monkeypatch):
     monkeypatch.setattr(transformers.ViTForImageClassification, "from_pretrained",
                         classmethod(lambda cls, *a, **k: hf))
     monkeypatch.setattr("vislab.online.hub_reachable", lambda *a, **k: True)
-    first, online = _chapter_cells("02_vit.py")
-    ns = _run("02_vit.py", first, online, {"__name__": "chapter02"})
+    first, online = chapter_cells("02_vit.py")
+    ns = run_cells("02_vit.py", first, online, {"__name__": "chapter02"})
     assert isinstance(ns["real"], ViT) and ns["ours"].shape == (1, 6)
     assert len(ns["real_maps"]) == 2 and ns["a"].shape == ns["b"].shape == (1, 1 + 14 * 21, 32)
 
 
 def test_online_cells_end_quietly_offline(monkeypatch, capsys):
     """Offline, each online cell of chapters 1 and 2 prints one line and ends without an error."""
-    monkeypatch.setattr("vislab.online.hub_reachable", lambda *a, **k: False)
-    for name in ("01_patching.py", "02_vit.py"):
-        first, online = _chapter_cells(name)
-        ns = {"__name__": "offline"}
-        exec(compile(first, f"{name}:first cell", "exec"), ns)
-        capsys.readouterr()
-        for src in online:
-            exec(compile(src, f"{name}:online cell", "exec"), ns)
-            out = capsys.readouterr().out.strip().splitlines()
-            assert len(out) == 1 and out[0].startswith("offline"), out
+    for name, loader in (("01_patching.py", transformers.ViTModel),
+                         ("02_vit.py", transformers.ViTForImageClassification)):
+        offline_run(name, monkeypatch, capsys, loader)
