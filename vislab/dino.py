@@ -687,7 +687,9 @@ class iBOTPatchLoss(nn.Module):
     Averaged per image over its masked patches, summed over the images, and divided by the
     number of *all* crops B, masked or not, as DINOv2 does (``iBOTPatchLoss.forward_masked``:
     ``-loss.sum() / student_masks_flat.shape[0]``, with ``masks_weight`` = 1 / masked patches
-    of the crop): with half the crops masked the term is half the mean over masked crops.
+    of the crop): with half the crops masked the term is half the mean over masked crops
+    (checked against ``dinov2/loss/ibot_patch_loss.py`` @81b2b64, lines 117-126, and the weights
+    of ``dinov2/data/collate.py`` @fc49f49, line 40).
 
     Args:
         out_dim: K.
@@ -770,6 +772,9 @@ def teacher_temperature(step: int, warmup_steps: int, start: float = 0.04, end: 
     The warm-up is ``np.linspace(start, end, warmup_steps)``, as in both reference codes (DINO's
     ``DINOLoss.teacher_temp_schedule`` in ``main_dino.py``, per epoch; DINOv2's
     ``CosineScheduler`` warm-up, per iteration): ``end`` is reached at step ``warmup_steps - 1``.
+    Checked against facebookresearch/dino ``main_dino.py`` @cc72fe9, lines 374-378 and 388, and
+    facebookresearch/dinov2 ``dinov2/utils/utils.py`` @7d704d5, lines 75 and 83-87 (built in
+    ``dinov2/train/train.py`` @fc49f49, lines 85-96).
     """
     if warmup_steps <= 0 or step >= warmup_steps:
         return end
@@ -949,7 +954,8 @@ class DINO(nn.Module):
 
         KoLeo is applied to each global crop's batch separately (never between two crops of one
         image) and the two terms are *added*, as DINOv2's ``SSLMetaArch.forward_backward`` does
-        (``koleo_loss_weight * sum(self.koleo_loss(p) for p in student_cls_tokens.chunk(2))``).
+        (``koleo_loss_weight * sum(self.koleo_loss(p) for p in student_cls_tokens.chunk(2))``;
+        ``dinov2/train/ssl_meta_arch.py`` @fc49f49, lines 317-319).
 
         Args:
             views: V tensors, the 2 global crops ``(B, C, S_g, S_g)`` first, then local crops.
