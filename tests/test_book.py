@@ -264,7 +264,7 @@ def test_solution_cells_are_hidden_in_the_notebook(tmp_path):
         y = 2
     """)})
     nb = nbformat.read(tmp_path / "chapters" / "01_tiny.ipynb", as_version=4)
-    assert nb.cells[2].metadata == {"tags": ["solution"], "jupyter": {"source_hidden": True}}
+    assert nb.cells[2].metadata == {"tags": ["solution"], "jupyter": {"source_hidden": True}, "cellView": "form"}
     assert check(tmp_path) == []
 
 

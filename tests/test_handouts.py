@@ -223,6 +223,8 @@ def test_markdown_solution_cells_are_hidden_in_the_chapter_notebook(tmp_path):
     assert answers.cell_type == "markdown" and answers.source.splitlines()[0] == "**Answers**"
     assert answers.metadata["jupyter"] == {"source_hidden": True}            # JupyterLab 4 collapses it
     assert code_solution.metadata["jupyter"] == {"source_hidden": True}
+    assert code_solution.metadata["cellView"] == "form"                      # Colab hides the code too
+    assert "cellView" not in answers.metadata                                # (a code cell's setting only)
 
 
 def test_handouts_of_the_real_chapters(tmp_path, capsys):
@@ -238,8 +240,8 @@ def test_handouts_of_the_real_chapters(tmp_path, capsys):
         assert tagged(ex, "exercise") == tagged(source, "exercise") != [], ch.id
         assert tagged(sol, "solution") == tagged(source, "solution"), ch.id
         assert [c.source for c in sol.cells] == [c.source for c in source.cells], ch.id
-        assert not any(c.metadata.get("jupyter", {}).get("source_hidden") for c in sol.cells
-                       if "solution" in c.metadata.get("tags", [])), ch.id
+        assert not any(c.metadata.get("jupyter", {}).get("source_hidden") or "cellView" in c.metadata
+                       for c in sol.cells if "solution" in c.metadata.get("tags", [])), ch.id
         for nb in (ex, sol):
             assert all(not c.outputs for c in nb.cells if c.cell_type == "code"), ch.id
 

@@ -196,7 +196,9 @@ def notebook_from_py(py: Path, reference=None):
         if cell.metadata.get("tags"):
             keep["tags"] = list(cell.metadata["tags"])
         if "solution" in keep.get("tags", []):
-            keep["jupyter"] = {"source_hidden": True}
+            keep["jupyter"] = {"source_hidden": True}                # JupyterLab collapses the input
+            if cell.cell_type == "code":
+                keep["cellView"] = "form"                            # Colab shows "Show code" instead
         elif cell.metadata.get("jupyter"):
             keep["jupyter"] = dict(cell.metadata["jupyter"])
         cell.metadata = nbformat.from_dict(keep)

@@ -5,7 +5,8 @@ per chapter, from its ``.py`` source alone (offline, nothing executed):
 
 - ``NN_name.exercises.ipynb``: every cell tagged ``solution`` removed (solution code and the
   questionnaire's answers), outputs empty: the notebook to hand out;
-- ``NN_name.solutions.ipynb``: every cell, the solution cells shown (no ``source_hidden``),
+- ``NN_name.solutions.ipynb``: every cell, the solution cells shown (no ``source_hidden`` and,
+  for Colab, no ``cellView: form``),
   outputs empty: the lecturer's copy.
 
 ``exercise_problems(nb)`` is the rule a chapter's exercises follow (for ``book check``): at least
@@ -232,6 +233,8 @@ def with_solutions(nb):
             jupyter.pop("source_hidden", None)
             if not jupyter:
                 del cell.metadata["jupyter"]
+        if "solution" in _tags(cell):
+            cell.metadata.pop("cellView", None)                          # Colab: the code shown
     _blank_outputs(out)
     return out
 
