@@ -773,7 +773,14 @@ print("hard sample (τ → 0):", F.one_hot((logits + gumbel).argmax(), 4).tolist
 # %% [markdown] tags=["slide"]
 # ## 11. Exercises
 #
-# **Exercise 1.** Write `my_quantize(z, codebook)` that returns the index of the nearest codebook
+# Four kinds of exercise: **build** (write a piece from the math and check it against vislab),
+# **predict** (commit to a number before you run anything), **debug** (find and fix a planted
+# bug) and **ablate** (change one knob, measure, and say what it did). Each has a cell for you
+# (tagged `exercise`, with a `TODO`), a self-check that says what was expected, what came and
+# what to try, and a hidden solution (click the "…" to reveal it). The self-checks print "not
+# attempted" until you fill in the TODO; they never stop the notebook.
+#
+# **Exercise 1 (build).** Write `my_quantize(z, codebook)` that returns the index of the nearest codebook
 # row for every row of `z` `(M, D)` (squared Euclidean distance). Hint: expand
 # $\lVert z - e\rVert^2 = \lVert z\rVert^2 - 2 z\cdot e + \lVert e\rVert^2$, or use `torch.cdist`.
 
@@ -792,7 +799,8 @@ def reference_quantize(z, codebook):
 
 torch.manual_seed(1)
 quantize_cases = [(torch.randn(20, 4), torch.randn(8, 4)), (torch.randn(5, 2), torch.randn(3, 2))]
-check.exercise("Exercise 1: nearest code", my_quantize, reference_quantize, quantize_cases);
+_ = check.exercise("Exercise 1: nearest code", my_quantize, reference_quantize, quantize_cases,
+                   hint="a (M, K) matrix of squared distances, then argmin over the codes (dim 1)")
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 def solution_quantize(z, codebook):
@@ -800,10 +808,10 @@ def solution_quantize(z, codebook):
     return d.argmin(1)
 
 
-check.exercise("Exercise 1 (solution)", solution_quantize, reference_quantize, quantize_cases);
+_ = check.exercise("Exercise 1: nearest code", solution_quantize, reference_quantize, quantize_cases, solution=True)
 
 # %% [markdown]
-# **Exercise 2.** Write `my_perplexity(indices, K)`: the exponential of the entropy of the code
+# **Exercise 2 (build).** Write `my_perplexity(indices, K)`: the exponential of the entropy of the code
 # histogram (with $0 \log 0 = 0$).
 
 # %% tags=["exercise"]
@@ -815,8 +823,10 @@ def my_perplexity(indices, K):
 # %%
 perplexity_cases = [(torch.tensor([0, 0, 1, 3]), 4), (torch.zeros(10, dtype=torch.long), 8),
                     (torch.arange(16), 16)]
-check.exercise("Exercise 2: perplexity", lambda i, k: round(my_perplexity(i, k), 5),
-               lambda i, k: round(perplexity(i, k), 5), perplexity_cases);
+_ = check.exercise("Exercise 2: perplexity", lambda i, k: round(my_perplexity(i, k), 5),
+                   lambda i, k: round(perplexity(i, k), 5), perplexity_cases,
+                   hint="torch.bincount(indices.flatten(), minlength=K) gives the histogram; drop the zeros "
+                        "before the log")
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 def solution_perplexity(indices, K):
@@ -825,11 +835,11 @@ def solution_perplexity(indices, K):
     return float(torch.exp(-(p * p.log()).sum()))
 
 
-check.exercise("Exercise 2 (solution)", lambda i, k: round(solution_perplexity(i, k), 5),
-               lambda i, k: round(perplexity(i, k), 5), perplexity_cases);
+_ = check.exercise("Exercise 2: perplexity", lambda i, k: round(solution_perplexity(i, k), 5),
+                   lambda i, k: round(perplexity(i, k), 5), perplexity_cases, solution=True)
 
 # %% [markdown]
-# **Exercise 3.** Write the notes' loss `my_vq_loss(z, e, beta)` for encoder outputs `z` and their
+# **Exercise 3 (build).** Write the notes' loss `my_vq_loss(z, e, beta)` for encoder outputs `z` and their
 # chosen codes `e` (both `(M, D)`, both requiring grad): the codebook term moves only `e`, the
 # commitment term (weighted by β) moves only `z`. The check compares values *and* gradients.
 
@@ -855,8 +865,10 @@ def reference_vq_loss(z, e, beta):
 
 torch.manual_seed(2)
 loss_cases = [(torch.randn(6, 3), torch.randn(6, 3), 0.25), (torch.randn(4, 2), torch.randn(4, 2), 1.0)]
-check.exercise("Exercise 3: the VQ loss and its gradients", loss_and_grads(my_vq_loss),
-               loss_and_grads(reference_vq_loss), loss_cases);
+_ = check.exercise("Exercise 3: the VQ loss and its gradients", loss_and_grads(my_vq_loss),
+                   loss_and_grads(reference_vq_loss), loss_cases,
+                   hint="the check returns [loss, dL/dz, dL/de]: a wrong detach shows up in the gradients "
+                        "even when the value is right")
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 def solution_vq_loss(z, e, beta):
@@ -865,8 +877,151 @@ def solution_vq_loss(z, e, beta):
     return codebook_term + beta * commitment
 
 
-check.exercise("Exercise 3 (solution)", loss_and_grads(solution_vq_loss), loss_and_grads(reference_vq_loss),
-               loss_cases);
+_ = check.exercise("Exercise 3: the VQ loss and its gradients", loss_and_grads(solution_vq_loss),
+                   loss_and_grads(reference_vq_loss), loss_cases, solution=True)
+
+# %% [markdown]
+# **Exercise 4 (predict, then run).** A tokenizer downsamples by $f = 8$ and has a book of
+# $K = 4096$ codes; it reads one 512×512 image. Before running anything, write down (a) how many
+# tokens the image becomes and (b) how many bits its codes take ($h\,w\log_2 K$). Then two code
+# histograms over those cells: (c) the perplexity when every cell has a different code (each
+# code once), and (d) the perplexity of a half-collapsed book, where half the cells share one
+# code and the other half is spread evenly over 8 other codes. (Two decimals are enough.)
+
+# %% tags=["exercise"]
+my_tokens = None           # TODO: tokens for a 512x512 image at f = 8
+my_bits = None             # TODO: bits per image with 4096 codes
+my_uniform = None          # TODO: perplexity when each cell has its own code
+my_half_collapsed = None   # TODO: perplexity with half the cells on one code, half evenly on 8 others
+
+# %%
+grid_4 = (512 // 8, 512 // 8)                                    # (64, 64)
+cells_4 = grid_4[0] * grid_4[1]
+uniform_codes = torch.arange(cells_4)                            # every cell its own code
+half_collapsed = torch.cat([torch.zeros(cells_4 // 2, dtype=torch.long),          # half the cells: code 0
+                            1 + torch.arange(cells_4 // 2) % 8])                  # the rest: codes 1..8, evenly
+truth_4 = (cells_4, round(bits_per_image(grid_4, 4096)), round(perplexity(uniform_codes, 4096), 4),
+           round(perplexity(half_collapsed, 4096), 4))
+guess_4 = (None if my_tokens is None else (my_tokens, my_bits, my_uniform, my_half_collapsed))
+_ = check.predict("Exercise 4: tokens, bits and perplexity of a 512×512 image at f = 8, K = 4096", guess_4, truth_4,
+                  tol=0.01, explain="(512/8)² cells; log2 4096 = 12 bits each; K equally used codes give perplexity "
+                                    "K, here one per cell; the half-collapsed entropy is ½·ln 2 + ½·ln 16 = ½·ln 32, "
+                                    "so the perplexity is √32, far below the 9 codes in use.")
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+_ = check.predict("Exercise 4: tokens, bits and perplexity of a 512×512 image at f = 8, K = 4096",
+                  (64 * 64, 64 * 64 * 12, 64 * 64, round(32 ** 0.5, 2)), truth_4, tol=0.01, solution=True)
+
+# %% [markdown]
+# **Exercise 5 (debug).** A colleague's straight-through estimator gives `z_q` exactly the
+# chosen codes' values, yet their VQ-VAE's encoder never learns: its weights stay at their
+# initial values while the codebook moves. Find the bug and fix it in the copy below (one line).
+# The check feeds an upstream gradient into `z_q` and compares the value of `z_q` and the
+# gradients that reach `z` and `e` with vislab's.
+
+# %% tags=["exercise"]
+def my_fixed_straight_through(z, e):
+    # z: (M, D) encoder outputs, e: (M, D) their nearest codes; value e, gradient copied to z
+    return z + (e - z)          # TODO: find and fix the bug
+
+
+# %%
+def straight_through_grads(fn):
+    def run(z, e, upstream):
+        z, e = z.clone().requires_grad_(), e.clone().requires_grad_()
+        z_q = fn(z, e)
+        grads = torch.autograd.grad((z_q * upstream).sum(), (z, e), allow_unused=True)
+        gz, ge = (torch.zeros_like(t) if g is None else g for g, t in zip(grads, (z, e)))
+        return {"value of z_q": z_q.detach(), "gradient at z": gz, "gradient at e": ge}
+    return run
+
+
+def reference_straight_through(z, e):
+    return z + (e - z).detach()                                  # VectorQuantizer.forward's line
+
+
+torch.manual_seed(3)
+st_cases = [(torch.randn(6, 3), torch.randn(6, 3), torch.randn(6, 3)),
+            (torch.randn(4, 8), torch.randn(4, 8), torch.randn(4, 8))]
+_ = check.debug("Exercise 5: the straight-through estimator", straight_through_grads(my_fixed_straight_through),
+                straight_through_grads(reference_straight_through), st_cases,
+                symptom="z_q's values are right, but the gradient at z is zero everywhere: the decoder's "
+                        "gradient lands on the codebook instead of the encoder.",
+                hint="the two z's cancel in the gradient unless one of them is outside the graph; which part "
+                     "of the sum must be a constant?")
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+def solution_fixed_straight_through(z, e):
+    return z + (e - z).detach()          # sg[e - z]: value e, derivative 1 with respect to z, 0 with respect to e
+
+
+_ = check.debug("Exercise 5: the straight-through estimator", straight_through_grads(solution_fixed_straight_through),
+                straight_through_grads(reference_straight_through), st_cases, solution=True)
+
+# %% [markdown]
+# **Exercise 6 (ablate).** The smallest VQ model there is: a linear encoder from 4×4 RGB patches
+# of the test scenes to 8-vectors, a plain (gradient-trained) codebook with the reference init,
+# a linear decoder, 300 Adam steps of 256 patches: well under a second. The cell below trains it
+# with 16 codes and prints how many codes the patches use, the usage and the perplexity. Run it
+# again with a 16 times bigger book (`tiny_vq_fit(256)`, same data, steps and seed), then answer
+# with one letter: **A** every code stays in use and the perplexity grows about 16 times, like $K$;
+# **B** usage falls and the perplexity grows by far less than 16 times; **C** usage falls and the
+# perplexity falls too.
+
+# %%
+tiny_x = torch.cat([test["clean"][:32], test["nuisance"][:32]])                 # (64, 3, 32, 32)
+tiny_patches = F.unfold(tiny_x, 4, stride=4).transpose(1, 2).reshape(-1, 48)    # (4096, 48) 4×4 RGB patches
+
+
+def tiny_vq_fit(num_codes, beta=0.25, steps=300, seed=0):
+    """Linear encoder → plain VectorQuantizer → linear decoder on tiny_patches; the codes' statistics."""
+    torch.manual_seed(seed)
+    enc, dec = torch.nn.Linear(48, 8), torch.nn.Linear(8, 48)
+    vq = VectorQuantizer(num_codes, 8, beta=beta)                # uniform in [-1/K, 1/K], trained by gradient
+    optimizer = torch.optim.Adam([*enc.parameters(), *dec.parameters(), *vq.parameters()], lr=1e-2)
+    batches = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        batch = tiny_patches[torch.randint(len(tiny_patches), (256,), generator=batches)]   # (256, 48)
+        z_q, _, vq_loss = vq(enc(batch))
+        loss = F.mse_loss(dec(z_q), batch) + vq_loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        z_q, idx, _ = vq.eval()(enc(tiny_patches))
+        mse = F.mse_loss(dec(z_q), tiny_patches).item()
+    return {"codes used": len(idx.unique()), "usage": codebook_usage(idx, num_codes),
+            "perplexity": perplexity(idx, num_codes), "mse": mse}
+
+
+def show_fit(name, r):
+    print(f"{name}: {r['codes used']} codes used (usage {r['usage']:.0%}), perplexity {r['perplexity']:.1f}, "
+          f"reconstruction MSE {r['mse']:.4f}")
+
+
+small_book = tiny_vq_fit(16)
+show_fit("K = 16 ", small_book)
+
+# %% tags=["exercise"]
+big_book = None           # TODO: tiny_vq_fit(256), then show_fit("K = 256", big_book)
+my_answer_6 = None        # TODO: "A", "B" or "C"
+
+# %%
+_ = check.answer("Exercise 6: what a 16 times bigger book does to usage and perplexity", my_answer_6, "B",
+                 explain="the plain codebook only moves the codes that win an argmin: a bigger book mostly adds "
+                         "codes that never win, so the usage falls, and the codes that are used are used unevenly, "
+                         "so the perplexity grows far more slowly than K.",
+                 hint="compare the two printed lines: codes used over K, and the ratio of the perplexities")
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+big_book = tiny_vq_fit(256)
+show_fit("K = 256", big_book)
+growth = big_book["perplexity"] / small_book["perplexity"]
+measured_6 = ("A" if big_book["usage"] == 1.0 and growth > 8 else
+              "B" if big_book["usage"] < small_book["usage"] and 1 < growth < 8 else
+              "C" if big_book["usage"] < small_book["usage"] and growth <= 1 else "none of them")
+_ = check.answer("Exercise 6: what a 16 times bigger book does to usage and perplexity", measured_6, "B",
+                 solution=True)
 
 # %% [markdown] tags=["slide"]
 # ## 12. Summary
@@ -898,6 +1053,84 @@ print(f"information: 4×4 vs 8×8 grid with 1,024 codes, textured scenes' MSE {b
 print(f"generation: ViT recognises {shape_acc:.0%} of the shapes generated at temperature 0.3 "
       f"({shape_accs[1.0]:.0%} at temperature 1; real images {real_acc:.0%}, through the tokenizer "
       f"{tokenized_acc:.0%}); colour {colour_acc:.0%}, position {position_acc:.0%}; captions exact {exact:.0%}")
+
+# %% [markdown]
+# ## Questionnaire
+#
+# 1. The argmin of the quantiser has no useful gradient. What does `z + (e - z).detach()` compute
+#    in the forward pass, what is its derivative with respect to `z` and to `e`, and what does
+#    the encoder learn from without it?
+# 2. In $\lVert \mathrm{sg}[z_e] - e \rVert^2 + \beta \lVert z_e - \mathrm{sg}[e] \rVert^2$, which
+#    term moves the codes and which moves the encoder? Why can the two terms not be merged
+#    into one $\lVert z_e - e \rVert^2$ without changing training?
+# 3. The legacy taming-transformers loss puts β on the codebook term instead. Why is its value
+#    the same as the paper's, and what happens to the gradients?
+# 4. Why does a codebook initialised with tiny vectors and trained by its gradient alone
+#    collapse onto a few codes?
+# 5. How do the EMA update and the dead-code restart each fight collapse? Why is the EMA update
+#    "k-means in mini-batches"?
+# 6. What do usage and perplexity measure? Give a code histogram with full usage and a low
+#    perplexity.
+# 7. How many bits does an $h \times w$ grid of codes from a $K$-code book store, and how many
+#    does the chapter's shipped tokenizer keep of a 32×32 RGB image?
+# 8. At the same bit budget, why did a coarser grid lose more than a smaller codebook in
+#    section 8?
+# 9. What does VQ-GAN add to the VQ-VAE's loss, what does the adaptive weight balance, and why
+#    must its higher sharpness ratio be read together with the pictures?
+# 10. How does DALL·E's discrete VAE choose a code, compared with VQ-VAE's nearest-neighbour
+#     argmin?
+# 11. In a Chameleon-style early-fusion model, what is in the vocabulary, how is an image
+#     generated from a caption, and what does a lower sampling temperature trade away?
+
+# %% [markdown] tags=["solution"]
+# **Answers**
+#
+# 1. Its value is `e` (the two `z` terms cancel) and its derivative is the identity with
+#    respect to `z` and zero with respect to `e`, because the bracket is a constant for
+#    autograd: the decoder's gradient at $z_q$ is copied to $z_e$ (section 4 checks it). Without
+#    the detach the gradient at `z` is zero (Exercise 5) and the encoder is trained only by the
+#    commitment term, never by the reconstruction.
+# 2. The codebook term stops the gradient at $z_e$, so it moves only the chosen codes towards
+#    the encoder outputs; the commitment term stops it at $e$, so it moves only the encoder
+#    towards its codes, with weight β. One $\lVert z_e - e \rVert^2$ would move both with the same
+#    weight; the split lets the codes follow the data fast while the encoder is only gently
+#    kept from drifting away from its codes (Exercise 3 checks both gradients).
+# 3. Both terms are the same squared distance, so swapping which one carries β changes nothing
+#    in the value. The encoder is then pulled towards its code with weight 1 instead of β, that
+#    is $1/\beta$ times harder, and the codes with weight β, more gently (section 4 prints the
+#    ratio of the encoder's gradients).
+# 4. Only a code that wins an argmin receives a gradient. Near the origin, the few codes that
+#    happen to point along the encoder's outputs win first, move towards the data and win even
+#    more; the other codes never win, so they never move (section 5's plain run, and
+#    Exercise 6: a bigger book mostly adds codes that never win).
+# 5. The EMA update sets every used code to the running mean of the vectors assigned to it: the
+#    assignment step and the mean step of k-means, one batch at a time. It does not depend on a
+#    gradient reaching the code. The restart moves codes that no vector chose for a while onto
+#    encoder outputs of the current batch, so they start winning argmins.
+# 6. Usage is the share of the $K$ codes that occur at least once; perplexity is the exponential
+#    of the entropy of the histogram, the number of equally used codes with the same entropy.
+#    All codes in use but one of them on almost every cell is full usage with a perplexity near 1;
+#    Exercise 4's half-collapsed book has perplexity $\sqrt{32}$ with nine codes in use.
+# 7. $h\,w\log_2 K$ bits. The shipped tokenizer: $8 \cdot 8 \cdot \log_2 512 = 576$ bits, against
+#    $32 \cdot 32 \cdot 3 \cdot 8$ bits for the raw pixels (section 4 prints both).
+# 8. A code describes one cell. On a coarse grid each code must describe a large block of
+#    pixels, and no number of codes recovers the spatial detail inside it; halving the side
+#    divides the number of cells by four, while halving the bits per cell only coarsens what each
+#    cell can say. Section 8's 8×8 grid with few codes beat every 4×4 grid, even the continuous one.
+# 9. A perceptual loss (feature distances in a frozen network), a PatchGAN discriminator with the
+#    hinge loss, and the adaptive weight, which scales the adversarial loss so that its gradient
+#    at the decoder's last layer is as large as the reconstruction loss's. The VQ-GAN keeps more
+#    edge energy but has a higher pixel error, and the sharpness ratio counts any high-frequency
+#    energy, speckle and halos included; its perceptual distance is measured with its own network.
+# 10. Its encoder outputs logits over the codes; training samples a soft, differentiable one-hot
+#     with the Gumbel-softmax relaxation and a temperature annealed towards a hard choice, with a
+#     KL term to a uniform prior. There is no nearest-neighbour search and no codebook or
+#     commitment loss.
+# 11. The text tokens, the image tokenizer's codes and markers around an image; one
+#     decoder-only Transformer predicts the next token everywhere. An image is generated by
+#     sampling codes after the caption and `<boi>` (restricted to codes) and decoding them with
+#     the frozen tokenizer. A lower temperature keeps each code near the most likely ones, so the
+#     images are recognised more often but vary less for one caption.
 
 # %% [markdown]
 # ## 13. The notes, checked
