@@ -409,7 +409,14 @@ check.at_least(results["thumbnail + tiles"]["glyph"] - full_view, 0.10,
 # %% [markdown] tags=["slide"]
 # ## 10. Exercises
 #
-# **Exercise 1.** Write LLaVA's `select_best_resolution` for `(width, height)` sizes, *with* the cap
+# Four kinds of exercise: **build** (write a piece from the math and check it against vislab),
+# **predict** (commit to a number before you run anything), **debug** (find and fix a planted
+# bug) and **ablate** (change one knob, measure, and say what it did). Each has a cell for you
+# (tagged `exercise`, with a `TODO`), a self-check that says what was expected, what came and
+# what to try, and a hidden solution (click the "…" to reveal it). The self-checks print "not
+# attempted" until you fill in the TODO; they never stop the notebook.
+#
+# **Exercise 1 (build).** Write LLaVA's `select_best_resolution` for `(width, height)` sizes, *with* the cap
 # on the effective resolution.
 
 # %% tags=["exercise"]
@@ -422,7 +429,9 @@ def my_select_best_resolution(image_size, candidates):
 select_cases = [((640, 427), list(LLAVA_NEXT_GRIDS)), ((300, 300), list(LLAVA_NEXT_GRIDS)),
                 ((1000, 500), list(LLAVA_NEXT_GRIDS)), ((300, 300), [(336, 672), (672, 336)]),
                 ((5000, 900), grid_resolutions(336, 4, 4, max_tiles=9))]
-check.exercise("Exercise 1: select_best_resolution", my_select_best_resolution, select_best_resolution, select_cases);
+_ = check.exercise("Exercise 1: select_best_resolution", my_select_best_resolution, select_best_resolution,
+                   select_cases, hint="s = min(w/W, h/H); effective = min(int(W*s) * int(H*s), W*H); "
+                                      "replace the best only on a strictly better (effective, -wasted)")
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 def solution_select_best_resolution(image_size, candidates):
@@ -437,10 +446,11 @@ def solution_select_best_resolution(image_size, candidates):
     return best
 
 
-check.exercise("Exercise 1 (solution)", solution_select_best_resolution, select_best_resolution, select_cases);
+_ = check.exercise("Exercise 1: select_best_resolution", solution_select_best_resolution, select_best_resolution,
+                   select_cases, solution=True)
 
 # %% [markdown]
-# **Exercise 2.** The shape of the feature grid after unpadding: `my_unpadded_shape((Hc, Wc),
+# **Exercise 2 (build).** The shape of the feature grid after unpadding: `my_unpadded_shape((Hc, Wc),
 # (W, H))`. If the image is wider than the grid ($W/H > W_c/H_c$), rows were padded: the image
 # covers `round(H * Wc / W)` rows, and as many rows are removed from the top as from the bottom
 # (`(Hc - that) // 2` each). Otherwise the same with columns.
@@ -454,7 +464,8 @@ def my_unpadded_shape(feature_hw, original_size):
 # %%
 unpad_cases = [((48, 48), (640, 427)), ((24, 48), (1000, 500)), ((48, 48), (300, 900)), ((24, 72), (3000, 1000)),
                ((48, 24), (333, 1000))]
-check.exercise("Exercise 2: unpadded shape", my_unpadded_shape, unpadded_shape, unpad_cases);
+_ = check.exercise("Exercise 2: unpadded shape", my_unpadded_shape, unpadded_shape, unpad_cases,
+                   hint="feature_hw is (rows, cols), original_size is (width, height); remove 2 * pad, not pad")
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 def solution_unpadded_shape(feature_hw, original_size):
@@ -467,10 +478,11 @@ def solution_unpadded_shape(feature_hw, original_size):
     return Hc, Wc - 2 * pad
 
 
-check.exercise("Exercise 2 (solution)", solution_unpadded_shape, unpadded_shape, unpad_cases);
+_ = check.exercise("Exercise 2: unpadded shape", solution_unpadded_shape, unpadded_shape, unpad_cases,
+                   solution=True)
 
 # %% [markdown]
-# **Exercise 3.** LLaVA-NeXT's token count for a `(width, height)` image with the default grids:
+# **Exercise 3 (build).** LLaVA-NeXT's token count for a `(width, height)` image with the default grids:
 # thumbnail (24·24) + unpadded tile features + one newline per feature row. Use
 # `select_best_resolution` and `unpadded_shape`.
 
@@ -482,7 +494,8 @@ def my_anyres_tokens(width, height):
 
 # %%
 token_cases = [(640, 427), (672, 672), (4032, 3024), (300, 300), (2480, 3508)]
-check.exercise("Exercise 3: AnyRes tokens", my_anyres_tokens, lambda w, h: anyres_num_tokens((w, h)).total, token_cases);
+_ = check.exercise("Exercise 3: AnyRes tokens", my_anyres_tokens, lambda w, h: anyres_num_tokens((w, h)).total,
+                   token_cases, hint="the stitched grid is (rows * 24, cols * 24) for a canvas of cols x rows tiles")
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 def solution_anyres_tokens(width, height):
@@ -491,8 +504,150 @@ def solution_anyres_tokens(width, height):
     return 24 * 24 + rows * cols + rows
 
 
-check.exercise("Exercise 3 (solution)", solution_anyres_tokens, lambda w, h: anyres_num_tokens((w, h)).total,
-               token_cases);
+_ = check.exercise("Exercise 3: AnyRes tokens", solution_anyres_tokens, lambda w, h: anyres_num_tokens((w, h)).total,
+                   token_cases, solution=True)
+
+# %% [markdown]
+# **Exercise 4 (predict, then run).** A `1000×400` image is wider than 2:1. Before running anything,
+# work out with pen and paper which of LLaVA-NeXT's five canvases it gets, `(width, height)`, and
+# how many LLM tokens it costs (thumbnail + tiles + newlines) without unpadding and with it.
+
+# %% tags=["exercise"]
+my_canvas_1000x400 = None       # TODO: (width, height) of the canvas select_best_resolution picks
+my_tokens_padded = None         # TODO: LLM tokens with unpad=False
+my_tokens_unpadded = None       # TODO: LLM tokens with unpad=True (the default)
+
+# %%
+wide = (1000, 400)
+wide_padded, wide_unpadded = anyres_num_tokens(wide, unpad=False), anyres_num_tokens(wide)
+_ = check.predict("Exercise 4: canvas and tokens for a 1000×400 image",
+                  None if my_canvas_1000x400 is None else (my_canvas_1000x400, my_tokens_padded, my_tokens_unpadded),
+                  (select_best_resolution(wide), wide_padded.total, wide_unpadded.total),
+                  explain=f"the {wide_padded.grid[0]}×{wide_padded.grid[1]} canvas keeps the most pixels: the "
+                          f"image fills its height, where 2×1 and 2×2 are limited by its width. The stitched grid "
+                          f"is {wide_padded.feature_hw[0]}×{wide_padded.feature_hw[1]}; the image covers only "
+                          f"{wide_unpadded.feature_hw[1]} of its columns, so unpadding drops "
+                          f"{wide_padded.tiles - wide_unpadded.tiles:,} tile tokens (the newlines stay: one per row).")
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# 1000/400 > 2, so every canvas except 3x1 is limited by the width:
+#   672x336 and 672x672: s = 0.672 -> 672 x 268 pixels;  1008x336: s = min(1.008, 0.84) = 0.84 -> 840 x 336.
+# 3x1 tiles -> a stitched grid of 24 x 72 features; the image covers 1000 * 24 / 400 = 60 columns.
+_ = check.predict("Exercise 4: canvas and tokens for a 1000×400 image",
+                  ((1008, 336), 576 + 24 * 72 + 24, 576 + 24 * 60 + 24),
+                  (select_best_resolution(wide), wide_padded.total, wide_unpadded.total), solution=True)
+
+# %% [markdown]
+# **Exercise 5 (debug).** A colleague's `unpad` below passes on square images, and on every canvas
+# it was tried on by hand, yet LLaVA's answers about wide screenshots got worse after it was
+# merged. Find the bug and fix it (it is one line).
+
+# %% tags=["exercise"]
+def my_fixed_unpad(features, original_size):
+    C, Hc, Wc = features.shape                                   # (C, rows*24, cols*24)
+    H0, W0 = original_size                                       # TODO: find and fix the bug in this function
+    if W0 / H0 > Wc / Hc:                                        # image wider than the grid: padding above and below
+        pad = (Hc - int(round(H0 * Wc / W0, 7))) // 2
+        return features[:, pad:Hc - pad, :]
+    pad = (Wc - int(round(W0 * Hc / H0, 7))) // 2                # taller: padding left and right
+    return features[:, :, pad:Wc - pad]
+
+
+# %%
+def feature_grid(rows, cols):
+    return torch.arange(2 * rows * cols, dtype=torch.float32).reshape(2, rows, cols)    # (C, rows, cols)
+
+
+unpad_debug_cases = [(feature_grid(48, 48), (300, 300)), (feature_grid(48, 48), (640, 427)),
+                     (feature_grid(24, 48), (1000, 500)), (feature_grid(24, 72), (3000, 1000)),
+                     (feature_grid(48, 24), (333, 1000))]
+_ = check.debug("Exercise 5: unpad reads the size the wrong way round", my_fixed_unpad, unpad, unpad_debug_cases,
+                symptom="a square image comes out right, but a wide image keeps its padded rows and loses "
+                        "columns of real features instead.",
+                hint="what order does this module use for sizes (section 3)? Compare with the (C, H, W) line.")
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+def solution_fixed_unpad(features, original_size):
+    C, Hc, Wc = features.shape                                   # (C, rows*24, cols*24)
+    W0, H0 = original_size                                       # sizes are (width, height), like PIL
+    if W0 / H0 > Wc / Hc:
+        pad = (Hc - int(round(H0 * Wc / W0, 7))) // 2
+        return features[:, pad:Hc - pad, :]
+    pad = (Wc - int(round(W0 * Hc / H0, 7))) // 2
+    return features[:, :, pad:Wc - pad]
+
+
+_ = check.debug("Exercise 5: unpad reads the size the wrong way round", solution_fixed_unpad, unpad,
+                unpad_debug_cases, solution=True)
+
+# %% [markdown]
+# **Exercise 6 (ablate).** Knob: the candidate list. Replace LLaVA-NeXT's five canvases by only
+# 1×1 and 2×2 (`SMALL_GRIDS`). (a) Write `ablation_row(size, candidates)` with `vislab.anyres`:
+# the canvas chosen, the share of it that carries no image pixel ($(wh - e)/wh$ as in section 7),
+# the views the encoder runs (tiles + thumbnail) and the LLM tokens. (b) Then run it on a wide
+# `1000×500` image with both lists and answer: do its LLM tokens go `"up"`, `"down"` or stay the
+# `"same"` with `SMALL_GRIDS`? (c) How many views does the encoder run for it with `SMALL_GRIDS`?
+
+# %% tags=["exercise"]
+SMALL_GRIDS = [(336, 336), (672, 672)]                           # 1x1 and 2x2 tiles of 336 px, (width, height)
+
+
+def ablation_row(size, candidates):
+    # TODO: {"canvas": (w, h), "wasted": (w*h - effective) / (w*h), "views": tiles + 1, "tokens": LLM tokens}
+    raise NotImplementedError
+
+
+my_answer_6b = None     # TODO: "up", "down" or "same": 1000x500's LLM tokens with SMALL_GRIDS vs LLAVA_NEXT_GRIDS
+my_answer_6c = None     # TODO: the number of views the encoder runs for 1000x500 with SMALL_GRIDS
+
+
+# %%
+def ablation_reference(size, candidates):
+    cw, ch = select_best_resolution(size, candidates)
+    effective = score_resolutions(size, [(cw, ch)])[0]["effective"]
+    return {"canvas": (cw, ch), "wasted": 1 - effective / (cw * ch), "views": cw // 336 * ch // 336 + 1,
+            "tokens": anyres_num_tokens(size, candidates).total}
+
+
+def trend(before, after):
+    return "same" if after == before else "up" if after > before else "down"
+
+
+ablation_cases = [((1000, 500), LLAVA_NEXT_GRIDS), ((1000, 500), SMALL_GRIDS), ((12000, 2000), SMALL_GRIDS),
+                  ((500, 1000), SMALL_GRIDS), ((300, 300), SMALL_GRIDS)]
+ref_default, ref_small = ablation_reference((1000, 500), LLAVA_NEXT_GRIDS), ablation_reference((1000, 500), SMALL_GRIDS)
+_ = check.exercise("Exercise 6a: the candidate list, measured", ablation_row, ablation_reference, ablation_cases,
+                   kind="ablate", hint="select_best_resolution, score_resolutions and anyres_num_tokens all take "
+                                       "the candidate list")
+_ = check.answer("Exercise 6b: LLM tokens for 1000×500 with only 1×1 and 2×2", my_answer_6b,
+                 trend(ref_default["tokens"], ref_small["tokens"]),
+                 explain=f"{ref_small['wasted']:.0%} of the 2×2 canvas is padding, but unpadding drops exactly the "
+                         "feature rows that saw it, so the language model gets the same grid as on the 2×1 canvas.",
+                 hint="think about which feature rows unpad removes")
+_ = check.answer("Exercise 6c: encoder views for 1000×500 with only 1×1 and 2×2", my_answer_6c, ref_small["views"],
+                 explain=f"the cost moves to the encoder: {ref_small['views']} views instead of "
+                         f"{ref_default['views']}, and the extra ones are half padding.")
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+def solution_ablation_row(size, candidates):
+    cw, ch = select_best_resolution(size, candidates)
+    effective = score_resolutions(size, [(cw, ch)])[0]["effective"]
+    cols, rows = cw // 336, ch // 336
+    return {"canvas": (cw, ch), "wasted": (cw * ch - effective) / (cw * ch), "views": cols * rows + 1,
+            "tokens": anyres_num_tokens(size, candidates).total}
+
+
+_ = check.exercise("Exercise 6a: the candidate list, measured", solution_ablation_row, ablation_reference,
+                   ablation_cases, kind="ablate", solution=True)
+measured = {name: solution_ablation_row((1000, 500), c) for name, c in (("default", LLAVA_NEXT_GRIDS),
+                                                                         ("small", SMALL_GRIDS))}
+for name, row in measured.items():
+    print(f"{name:<8} {row}")
+_ = check.answer("Exercise 6b: LLM tokens for 1000×500 with only 1×1 and 2×2",
+                 trend(measured["default"]["tokens"], measured["small"]["tokens"]),
+                 trend(ref_default["tokens"], ref_small["tokens"]), solution=True)
+_ = check.answer("Exercise 6c: encoder views for 1000×500 with only 1×1 and 2×2", measured["small"]["views"],
+                 ref_small["views"], solution=True)
 
 # %% [markdown] tags=["slide"]
 # ## 11. Summary
@@ -507,7 +662,66 @@ check.exercise("Exercise 3 (solution)", solution_anyres_tokens, lambda w, h: any
 # - The thumbnail carries the layout, the tiles the detail; the miniature needs both to answer a
 #   question about both. Tiles also sidestep position-embedding interpolation: each view has the
 #   trained size.
+
+# %% [markdown]
+# ## Questionnaire
 #
+# 1. What does `select_best_resolution` maximise, what breaks a tie, and what breaks a full tie?
+# 2. Why is the effective resolution capped at the image's own $W \cdot H$? Which canvas does a
+#    small icon get without the cap, and what does that cost?
+# 3. AnyRes pads, InternVL stretches. What does each give up?
+# 4. Where in the canvas does the resized image sit, and where does an odd leftover pixel row go?
+# 5. Why are sizes a trap in this code? Why did the (width, height) against (height, width)
+#    mix-up between LLaVA and `transformers` go unnoticed with LLaVA-NeXT's default list?
+# 6. What does unpadding remove, and for which images does it remove nothing?
+# 7. Why does every row of the stitched feature grid end with a newline token?
+# 8. Count the LLM tokens for the section 5 photo: a 2×2 canvas whose stitched grid keeps 32 of
+#    its 48 rows after unpadding.
+# 9. The tiles hold all the detail. Why keep a thumbnail, and why does it go first?
+# 10. LLaVA-NeXT shows fewer views than InternVL on large inputs, yet its token totals are of the
+#     same order. Why?
+# 11. How does tiling sidestep the interpolation of position embeddings, and what does section 9's
+#     comparison not tell apart?
+
+# %% [markdown] tags=["solution"]
+# **Answers**
+#
+# 1. The effective resolution: how many of the image's pixels survive the aspect-preserving fit
+#    into the canvas. A tie goes to the canvas that wastes the fewest pixels (padding or
+#    interpolation); a full tie to the first candidate in the list.
+# 2. Upscaling adds no information: past $W \cdot H$ every extra "effective" pixel is
+#    interpolated. Without the cap every canvas holds the whole icon and the biggest canvas
+#    scores highest, so a tiny image gets 2×2 tiles and many more tokens (section 4) for nothing.
+# 3. Padding keeps the aspect ratio, so shapes are not distorted, but spends part of the canvas
+#    (and of the encoder's work) on black pixels. Stretching uses every pixel of the canvas but
+#    bends the aspect ratio, so a circle may become an ellipse.
+# 4. Centred: the limiting side fills the canvas and the padding is split equally on the other
+#    side, with the odd row (or column) at the bottom (or right).
+# 5. PIL and LLaVA's code write `(width, height)`, tensors and `transformers` `(height, width)`;
+#    both orders are pairs of ints, so nothing fails, the result is just wrong for non-square
+#    sizes (Exercise 5). LLaVA-NeXT's list is symmetric (2×1 with 1×2, 3×1 with 1×3), so swapping
+#    every pair gives the same list; with an asymmetric list the two orders pick different canvases.
+# 6. The rows (or columns) of the stitched feature grid that only saw padding, leaving a grid with
+#    the image's aspect ratio. It removes nothing when the image's aspect ratio equals the
+#    canvas's, e.g. a 2:1 image on the 2×1 canvas (Exercise 6: the same grid comes out of the
+#    half-padded 2×2 canvas).
+# 7. The language model reads one sequence. After unpadding, the grid's width depends on the
+#    image, so without a marker the model could not tell where one row ends and the next begins,
+#    and would lose the 2D layout.
+# 8. $T = 24^2 + 32 \cdot 48 + 32$: the thumbnail, the unpadded tile features and one newline per
+#    remaining row (section 5 prints the same total).
+# 9. Each tile is encoded alone, so no tile sees the whole scene; the thumbnail does, at low
+#    resolution. Section 8's miniature answers a question about both detail and layout far more
+#    often with both. It goes first in LLaVA-NeXT's sequence ("base image" then tiles, row-major);
+#    InternVL puts its thumbnail last.
+# 10. LLaVA-NeXT spends 576 tokens on every view (no pixel shuffle); InternVL spends 256 per 448 px
+#     tile, so more views cost about as many tokens.
+# 11. Every tile and the thumbnail have the trained size, so the position table is used on the
+#     grid it was trained on and never resampled. Section 9 compares against a full view that
+#     changes two things at once, the resampled positions and the token statistics (many more
+#     tokens averaged per view), so it does not say how much of the loss is the position table.
+
+# %% [markdown]
 # ## 12. The notes, checked
 
 # %%
