@@ -56,6 +56,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import vislab
 from vislab import check, compare
 from vislab.convnet import ConvNet, ConvNetConfig, ConvNeXtBlock
+from vislab.probes import knn_accuracy
 from vislab.runtime import setup
 from vislab.shapes import SHAPES, ShapeWorld
 from vislab.vit import count_parameters
@@ -728,7 +729,10 @@ display(Markdown("\n".join(["| topic | the notes' claim | chapter § |", "|---|-
 # %% [markdown] tags=["slide"]
 # ## 13. Exercises
 #
-# **Exercise 1.** Write the relation label from the objects' shapes `(n, 2)` and centres' x `(n, 2)`:
+# Six exercises of four kinds: three to build from the math, one to predict before running, one
+# bug to find and one ablation. Each runs in seconds on the features the chapter already holds.
+#
+# **Exercise 1 (build).** Write the relation label from the objects' shapes `(n, 2)` and centres' x `(n, 2)`:
 # 1 if the shape that comes first in `SHAPES` is the left one, 0 if not, -1 if the two shapes are equal.
 
 # %% tags=["exercise"]
@@ -750,7 +754,8 @@ def reference_relation(shapes, xs):
 g = torch.Generator().manual_seed(0)
 rel_cases = [(torch.randint(0, 7, (n, 2), generator=g), torch.rand(n, 2, generator=g)) for n in (5, 50)]
 rel_cases.append((torch.tensor([[2, 2], [0, 6], [6, 0]]), torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.8, 0.2]])))
-check.exercise("Exercise 1: relation labels", my_relation_labels, reference_relation, rel_cases);
+_ = check.exercise("Exercise 1: relation labels", my_relation_labels, reference_relation, rel_cases,
+                   hint="compare shapes[:, 0] with shapes[:, 1] and xs[:, 0] with xs[:, 1]; torch.where picks per row")
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 def solution_relation_labels(shapes, xs):
@@ -760,10 +765,11 @@ def solution_relation_labels(shapes, xs):
     return torch.where(a != b, first_left, torch.full_like(a, -1))
 
 
-check.exercise("Exercise 1 (solution)", solution_relation_labels, reference_relation, rel_cases);
+_ = check.exercise("Exercise 1: relation labels", solution_relation_labels, reference_relation, rel_cases,
+                   solution=True)
 
 # %% [markdown]
-# **Exercise 2.** The ensemble's features: L2-normalise each row of each block, then concatenate
+# **Exercise 2 (build).** The ensemble's features: L2-normalise each row of each block, then concatenate
 # the blocks side by side. Return a tensor.
 
 # %% tags=["exercise"]
@@ -779,17 +785,19 @@ def reference_concat(a, b):
 
 concat_cases = [(torch.randn(4, 3, generator=g), torch.randn(4, 5, generator=g)),
                 (torch.randn(10, 64, generator=g) * 100, torch.randn(10, 2, generator=g))]
-check.exercise("Exercise 2: normalised concatenation", my_concat, reference_concat, concat_cases);
+_ = check.exercise("Exercise 2: normalised concatenation", my_concat, reference_concat, concat_cases,
+                   hint="torch.nn.functional.normalize(x, dim=1), then torch.cat along dim 1")
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 def solution_concat(a, b):
     return torch.cat([torch.nn.functional.normalize(a, dim=1), torch.nn.functional.normalize(b, dim=1)], dim=1)
 
 
-check.exercise("Exercise 2 (solution)", solution_concat, reference_concat, concat_cases);
+_ = check.exercise("Exercise 2: normalised concatenation", solution_concat, reference_concat, concat_cases,
+                   solution=True)
 
 # %% [markdown]
-# **Exercise 3.** Count the parameters of one ConvNeXt block of width $D$ (depthwise $k \times k$
+# **Exercise 3 (build).** Count the parameters of one ConvNeXt block of width $D$ (depthwise $k \times k$
 # convolution with bias, LayerNorm, $D \to 4D \to D$ pointwise layers with biases, layer scale).
 
 # %% tags=["exercise"]
@@ -804,7 +812,9 @@ def reference_block_params(dim, kernel_size=7):
 
 
 block_cases = [(48,), (96,), (96, 3), (768,)]
-check.exercise("Exercise 3: ConvNeXt block parameters", my_block_params, reference_block_params, block_cases);
+_ = check.exercise("Exercise 3: ConvNeXt block parameters", my_block_params, reference_block_params, block_cases,
+                   hint="depthwise: one k×k filter and one bias per channel; LayerNorm: a weight and a bias per "
+                        "channel; layer scale: one number per channel")
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 def solution_block_params(dim, kernel_size=7):
@@ -814,12 +824,120 @@ def solution_block_params(dim, kernel_size=7):
     return dw + norm + mlp + dim                         # + gamma
 
 
-check.exercise("Exercise 3 (solution)", solution_block_params, reference_block_params, block_cases);
+_ = check.exercise("Exercise 3: ConvNeXt block parameters", solution_block_params, reference_block_params,
+                   block_cases, solution=True)
 
 # %% [markdown]
-# **Exercise 4 (open).** Pick the probe you care most about in the viewer, then find the cheapest
-# encoder (section 9) within 5 points of the best on it. Is it the same encoder for "position" and
-# for "shape_knn"? What does that say about choosing one encoder for a VLM?
+# **Exercise 4 (predict, then run).** Section 9 counted the supervised ViT's FLOPs up to 192 px.
+# Before running anything, predict the share of its FLOPs that attention's two batched products
+# take on one **256 px** image: the patches are 8×8, add the CLS token, and use chapter 1's
+# $N/(6D+N)$ with the width `D_VIT` printed by the cell below (two decimals; the check counts the
+# FLOPs with `FlopCounterMode` and accepts ±0.03, since the formula ignores the norms, the
+# softmax and the head).
+
+# %%
+print("the ViT's width D_VIT =", D_VIT, "; patch size", encoders["vit_shapes"].module.config.patch_size)
+
+# %% tags=["exercise"]
+my_share_256 = None      # TODO: attention's share of the ViT's FLOPs at 256 px, a fraction such as 0.42
+
+# %%
+one_256 = ShapeWorld(image_size=256).sample(1, "test", seed=0).images
+total_256, attn_256 = count_flops("vit_shapes", one_256)
+_ = check.predict("Exercise 4: attention's share of the ViT's FLOPs at 256 px", my_share_256,
+                  round(attn_256 / total_256, 4), tol=0.03,
+                  explain="N = (256/8)² + 1 tokens; the attention products cost about 2·N²·D per layer against "
+                          "12·N·D² for the projections and the MLP, so the share is N/(6D+N): past 6D tokens "
+                          "attention dominates the block.")
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+n_256 = (256 // 8) ** 2 + 1
+_ = check.predict("Exercise 4: attention's share of the ViT's FLOPs at 256 px", round(n_256 / (6 * D_VIT + n_256), 2),
+                  round(attn_256 / total_256, 4), tol=0.03, solution=True)
+
+# %% [markdown]
+# **Exercise 5 (debug).** A colleague wrote DINO's k-NN probe in torch: cosine similarity, the
+# $k$ most similar training features, a vote weighted like scikit-learn's `weights="distance"`
+# ($1/(1-\cos)$). On features whose norms vary from image to image it scores far below
+# `vislab.probes.knn_accuracy` (imported as `knn_accuracy`). Find the bug and fix it (one line). The check runs both on small
+# random data: four classes, each feature scaled by a random factor, which does not change its
+# direction.
+
+# %% tags=["exercise"]
+def my_fixed_knn_accuracy(train_x, train_y, test_x, test_y, k=20):
+    sim = test_x @ train_x.T                                    # (m, n) cosine similarities   TODO: find the bug
+    top, idx = sim.topk(k, dim=1)                               # (m, k) the k most similar training features
+    weights = 1 / (1 - top).clamp_min(1e-12)                    # scikit-learn's distance weights, 1 / (1 - cos)
+    votes = torch.zeros(len(test_x), int(train_y.max()) + 1).scatter_add_(1, train_y[idx], weights)
+    return (votes.argmax(dim=1) == test_y).float().mean().item()
+
+
+# %%
+def knn_case(n_train, n_test, dim, seed):
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.randn(4, dim, generator=gen)
+
+    def draw(n):
+        y = torch.randint(0, 4, (n,), generator=gen)
+        x = centres[y] + 0.8 * torch.randn(n, dim, generator=gen)
+        return x * torch.exp(1.5 * torch.randn(n, 1, generator=gen)), y        # a random norm per row
+
+    (tx, ty), (vx, vy) = draw(n_train), draw(n_test)
+    return tx, ty, vx, vy
+
+
+knn_cases = [(*knn_case(200, 100, 16, 0), 1), (*knn_case(300, 150, 8, 1), 10)]
+_ = check.debug("Exercise 5: a cosine k-NN probe", my_fixed_knn_accuracy,
+                lambda tx, ty, vx, vy, k: knn_accuracy(tx, ty, vx, vy, k=k), knn_cases,
+                symptom="the accuracy is far below vislab's, and the neighbours it picks are mostly the "
+                        "training features with the largest norms.",
+                hint="a dot product is a cosine only between unit vectors")
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+def solution_fixed_knn_accuracy(train_x, train_y, test_x, test_y, k=20):
+    sim = torch.nn.functional.normalize(test_x, dim=1) @ torch.nn.functional.normalize(train_x, dim=1).T   # cosines
+    top, idx = sim.topk(k, dim=1)
+    weights = 1 / (1 - top).clamp_min(1e-12)
+    votes = torch.zeros(len(test_x), int(train_y.max()) + 1).scatter_add_(1, train_y[idx], weights)
+    return (votes.argmax(dim=1) == test_y).float().mean().item()
+
+
+_ = check.debug("Exercise 5: a cosine k-NN probe", solution_fixed_knn_accuracy,
+                lambda tx, ty, vx, vy, k: knn_accuracy(tx, ty, vx, vy, k=k), knn_cases,
+                solution=True)
+
+# %% [markdown]
+# **Exercise 6 (ablate).** The suite's k-NN votes with $k = 20$ neighbours, DINO's setting. Does
+# the choice matter here? On the DINO features already computed (`feats["dino_shapes"]["single"]`),
+# run `vislab.probes.knn_accuracy` for the shape with $k = 1$ and with $k = 100$, then answer
+# `"k=1"` if $k = 1$ is better beyond the noise, `"k=100"` if $k = 100$ is, or `"tie"` (the
+# chapter's `versus` decides: the 95% interval of a difference on the test scenes).
+
+# %% tags=["exercise"]
+my_knn_k = None          # TODO: {1: accuracy with k = 1, 100: accuracy with k = 100}, and print them
+my_answer_6 = None       # TODO: "k=1", "k=100" or "tie"
+
+# %%
+dino_single = feats["dino_shapes"]["single"]
+knn_k = {k: knn_accuracy(dino_single["train"], data.single["train"].labels["shape"],
+                        dino_single["test"], data.single["test"].labels["shape"], k=k)
+         for k in (1, 100)}
+expected_6 = {"above": "k=1", "below": "k=100", "tie": "tie"}[versus(knn_k[1], knn_k[100])]
+_ = check.answer("Exercise 6: k = 1 against k = 100 in the k-NN shape probe on DINO", my_answer_6, expected_6,
+                 explain="k = 1 follows the single nearest training image, noise and all; a large k averages "
+                         "many neighbours, which helps when a class forms one broad cluster and hurts when "
+                         "the classes overlap, so the answer depends on the geometry of the features.",
+                 hint="compare your two accuracies with versus(acc_1, acc_100)")
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+my_knn_k = {k: knn_accuracy(dino_single["train"], data.single["train"].labels["shape"],
+                           dino_single["test"], data.single["test"].labels["shape"], k=k)
+            for k in (1, 100)}
+print("DINO, shape by k-NN:", ", ".join(f"k = {k}: {a:.1%}" for k, a in my_knn_k.items()),
+      f"(the suite's k = 20: {R['dino_shapes']['shape_knn']:.1%})")
+_ = check.answer("Exercise 6: k = 1 against k = 100 in the k-NN shape probe on DINO",
+                 {"above": "k=1", "below": "k=100", "tie": "tie"}[versus(my_knn_k[1], my_knn_k[100])], expected_6,
+                 solution=True)
 
 # %% [markdown] tags=["slide"]
 # ## 14. Summary
@@ -858,6 +976,92 @@ print("notes' table, supported here:", "; ".join(f"{c[0]}: {c[1]}" for c in clai
 print("notes' table, a tie or only partly here:", "; ".join(f"{c[0]}: {c[1]}" for c in claims if c[4].startswith("◐")))
 print("notes' table, not supported here:", "; ".join(f"{c[0]}: {c[1]}" for c in claims if c[4].startswith("❌")))
 print("not shipped yet:", missing or "none")
+
+# %% [markdown]
+# ## Questionnaire
+#
+# 1. Why does the chapter read *frozen* features with the smallest readers there are (a linear
+#    probe, a k-NN vote) instead of fine-tuning each encoder? What does a probe at chance say
+#    about the encoder, and what does it not say?
+# 2. A linear probe and a k-NN probe on the same features ask different questions. Which ones?
+#    How can an encoder read a label well with one and poorly with the other?
+# 3. Why does the k-NN probe compare features by cosine similarity, and what goes wrong when the
+#    features are not normalised (Exercise 5)?
+# 4. The linear probe standardises the features before its L2-regularised logistic regression.
+#    Why does that matter when one encoder's features have a few dimensions on a much larger
+#    scale than the rest?
+# 5. The supervised ViT reads the shape almost perfectly but colour far worse than raw pixels do.
+#    Why would training to name the shape throw colour away?
+# 6. CLIP reads the shape much better on its own 3×3 grid of positions (`shape_grid`) than at
+#    continuous positions. What does that say about judging an encoder on one distribution?
+# 7. No encoder solves the relation probe from its global feature, and concatenating encoders
+#    does not help. Why not?
+# 8. Why does the ensemble L2-normalise each encoder's block before concatenating (Exercise 2),
+#    and why must its gain over the best single encoder be read with care when one part is the
+#    supervised ConvNet?
+# 9. Where does $N/(6D+N)$ come from, at how many tokens does attention take half of a ViT
+#    block's FLOPs, and why does the FLOP count not support the notes' "ConvNeXt: slow on long
+#    sequences"?
+# 10. At the same width, how many more tokens does a ViT with 4×4 patches run than one with 8×8
+#     patches, how much more does its attention cost, and why is the token count a cost for the
+#     whole VLM, not only for the encoder?
+# 11. You pick, for one probe, the cheapest encoder within 5 points of the best (section 9 gives
+#     the cost). Why can the answer differ between `position` and `shape_knn`, and what does that
+#     mean for choosing one encoder for a VLM?
+
+# %% [markdown] tags=["solution"]
+# **Answers**
+#
+# 1. A VLM mostly keeps its vision encoder frozen, so what the language model receives is what
+#    the pretraining objective left in the features; a tiny reader measures exactly that, while
+#    fine-tuning would measure what the encoder can *learn*. A linear probe at chance says the
+#    label is not linearly decodable: thrown away, or hidden non-linearly. It does not prove the
+#    information is absent, and it says nothing about real models at scale.
+# 2. The linear probe asks whether some direction (a hyperplane) separates the classes; the k-NN
+#    probe asks whether images with the same label are *close*, which retrieval and clustering
+#    need. A label can be written along a few directions while the distances are dominated by
+#    other attributes (colour, position): then the linear probe finds it and the neighbours
+#    share the wrong attribute (section 6's table puts each encoder's two shape readings side
+#    by side).
+# 3. The length of a feature carries no class information (it varies with contrast, size, the
+#    encoder's scale); the direction does. A dot product of unnormalised features prefers the
+#    training features with the largest norms whatever their direction, so the vote is decided by
+#    the loudest images, not the most similar ones: Exercise 5's accuracy falls far below vislab's
+#    on data whose norms vary, and is restored by normalising both sides.
+# 4. The L2 penalty and the solver treat every weight alike. Without standardising, a dimension
+#    on a large scale needs only a tiny weight (almost no penalty) and dominates the fit and its
+#    conditioning, while small-scale dimensions are penalised out; standardising gives every
+#    dimension the same footing, so probes of different encoders are comparable.
+# 5. For the label, colour is a nuisance: every colour of a star must give "star". The loss is
+#    lowest when the feature is invariant to it, so training removes it (the supervised ViT's
+#    colour probe stays below half, section 6's check), while raw pixels still hold it.
+# 6. CLIP and SigLIP were trained on grid scenes only, so continuous positions are a
+#    distribution shift for them; CLIP's low shape reading there is partly the shift, not the
+#    objective (SigLIP is weak in both places). An encoder must be judged on the distribution it will see, and a single
+#    distribution can favour the encoders trained on it.
+# 7. Which shape is on the left binds identity to place, and none of the objectives asks for it
+#    at this scale: a pooled or CLS feature can hold "a circle and a star, on the left and the
+#    right" without saying which is where. Concatenation only puts side by side what the parts
+#    hold; if no part holds the binding, the union does not either.
+# 8. Distances and the linear probe's standardised inputs are otherwise dominated by the encoder
+#    with the larger norms or the more dimensions; normalising per block gives each encoder the
+#    same weight. The ConvNet was trained on the shape label, so on the three shape probes the
+#    pair imports its supervised answer; section 8 separates the shape probes from the others to
+#    see what the combination adds beyond that label.
+# 9. Per layer the projections and the MLP cost about $12ND^2$ multiply-adds and the two
+#    attention products about $2N^2D$, so attention's share is $2N^2D/(12ND^2+2N^2D) =
+#    N/(6D+N)$; it is half at $N = 6D$. A ConvNet has no attention: its FLOPs grow linearly with
+#    the pixels, while the ViT's grow faster, so at high resolution the ConvNet needs fewer FLOPs
+#    (section 9's check). What the notes may mean is that depthwise convolutions use accelerators
+#    less well per FLOP, and that a VLM must still flatten the map into as many tokens.
+# 10. Halving the patch side quadruples the tokens ($N \propto (H/P)^2$), so the attention
+#     products, quadratic in $N$, cost about 16 times as much, while the projections and the MLP
+#     cost 4 times as much. Every visual token is also a token of the language model's sequence,
+#     which pays for it in every layer, in its KV cache and in its context length.
+# 11. Each objective keeps different things: the supervised encoders keep the shape and drop
+#     position, the label-free ones keep appearance and layout to different degrees, so the cheapest good encoder is a different one for each probe. A VLM
+#     needs many such questions at once, so one encoder is a compromise: choose by the questions
+#     the VLM will be asked, or combine complementary encoders and pay their cost (section 8).
 
 # %% [markdown] tags=["online"]
 # ## Online: the same suite on real encoders (optional)
