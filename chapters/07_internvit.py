@@ -15,7 +15,8 @@
 # 3. prove that pixel shuffle only moves numbers (it has an exact inverse) and find its channel order;
 # 4. build the projector (LayerNorm → Linear → GELU → Linear) from 4·C to an LLM width;
 # 5. measure, on a ShapeWorld detail task, how much a small encoder gains from tiling against the
-#    same encoder on a downscaled image; and budget tokens for a phone photo, a page and a panorama.
+#    same encoder on a downscaled image, and against views that cost as many tokens as the tiles
+#    but hold no native-resolution detail; and budget tokens for a phone photo, a page and a panorama.
 #
 # The code lives in `vislab.internvit`; this notebook imports it and shows it.
 
@@ -51,7 +52,7 @@ from vislab import check
 from vislab.images import load_photo, to_pil
 from vislab.internvit import (MLPProjector, candidate_grids, dynamic_preprocess, find_closest_aspect_ratio,
                               inverse_pixel_shuffle, num_image_tokens, pixel_shuffle, shuffle_tokens, tile_grid,
-                              tokens_per_tile)
+                              tile_tensor, tokens_per_tile)
 from vislab.pretrain import load_or_train
 from vislab.recipes import detail
 from vislab.runtime import setup
@@ -342,35 +343,54 @@ vislab.show_source(detail.read_views)
 # Three pipelines, the same weights: **downscale** (one 32² view: InternVL with `max_num=1`),
 # **tiles** (InternVL's tiles, no thumbnail) and **tiles + thumbnail** (InternVL as released), on
 # 100 fresh test canvases of each size.
+#
+# The comparison has a confound: the tiled pipelines show the model more *detail*, but also more
+# *views*, so more LLM tokens and more chances for "the most confident view wins". Two
+# **equal-token controls**, with the same weights again, give the model exactly as many views as
+# tiles + thumbnail, without the native-resolution detail: **jittered copies** (the thumbnail,
+# then the whole canvas again and again, each time with a few pixels cut from its borders at
+# random, downscaled to 32²: the kind of view the encoder was trained on) and **blurred tiles**
+# (InternVL's own tiles + thumbnail of the canvas after a round trip through one 32² view: the
+# same grid and layout, the detail of the downscaled view). If the tiles' gain were the extra
+# tokens, the controls would have it too.
+
+# %%
+vislab.show_source(detail.equal_token_views)
 
 # %%
 test_sets = {size: detail.make_canvases(100, size, seed=2024, split="test") for size in detail.CANVAS_SIZES}
 pipelines = {"downscale": "downscale", "tiles": "internvl_tiles", "tiles + thumbnail": "internvl"}
+controls = {"jittered copies": "jitter", "blurred tiles": "blur"}                # as many views as "internvl"
 results = {name: {size: detail.evaluate(model, test, pipe) for size, test in test_sets.items()}
            for name, pipe in pipelines.items()}
+results |= {name: {size: detail.evaluate_equal_tokens(model, test, control, "internvl", seed=2024)
+                   for size, test in test_sets.items()} for name, control in controls.items()}
+columns = list(results)                                                            # 3 pipelines, 2 controls
 glyph_acc = {name: sum(r["glyph"] for r in per.values()) / len(per) for name, per in results.items()}
 n_test = sum(len(t) for t in test_sets.values())                                  # 600 canvases
 glyph_ci = {name: binomtest(round(acc * n_test), n_test).proportion_ci(0.95, method="wilson")
             for name, acc in glyph_acc.items()}                                     # 95% Wilson intervals
 tokens = {name: {size: r["views"] * 4 for size, r in per.items()} for name, per in results.items()}   # LLM tokens
 
-print(f"{'canvas':>9} {'grid':>5} " + " ".join(f"{name:>18}" for name in pipelines))
+print(f"{'canvas':>9} {'grid':>5} " + " ".join(f"{name:>17}" for name in columns))
 for size in detail.CANVAS_SIZES:
     grid_ = tile_grid(*size, 1, 12, 32)
     print(f"{f'{size[0]}x{size[1]}':>9} {f'{grid_[0]}x{grid_[1]}':>5} "
-          + " ".join(f"{results[name][size]['glyph']:>18.0%}" for name in pipelines))
-print(f"{'all':>15} " + " ".join(f"{glyph_acc[name]:>18.1%}" for name in pipelines))
-print(f"{'95% interval':>15} " + " ".join(f"{f'{glyph_ci[n].low:.1%}-{glyph_ci[n].high:.1%}':>18}" for n in pipelines))
+          + " ".join(f"{results[name][size]['glyph']:>17.0%}" for name in columns))
+print(f"{'all':>15} " + " ".join(f"{glyph_acc[name]:>17.1%}" for name in columns))
+print(f"{'95% interval':>15} " + " ".join(f"{f'{glyph_ci[n].low:.1%}-{glyph_ci[n].high:.1%}':>17}" for n in columns))
 print(f"{'LLM tokens':>15} " + " ".join(
-    f"{sum(tokens[name].values()) / len(test_sets):>18.1f}" for name in pipelines))
+    f"{sum(tokens[name].values()) / len(test_sets):>17.1f}" for name in columns))
 
-fig, ax = plt.subplots(figsize=(5.5, 3))
-err = [[100 * (glyph_acc[n] - glyph_ci[n].low) for n in pipelines], [100 * (glyph_ci[n].high - glyph_acc[n]) for n in pipelines]]
-ax.bar(list(glyph_acc), [100 * v for v in glyph_acc.values()], yerr=err, capsize=4, color=["#999", "#4a90d9", "#1f5fa8"])
+fig, ax = plt.subplots(figsize=(7.5, 3))
+err = [[100 * (glyph_acc[n] - glyph_ci[n].low) for n in columns], [100 * (glyph_ci[n].high - glyph_acc[n]) for n in columns]]
+ax.bar([n.replace(" ", "\n", 1) for n in columns], [100 * glyph_acc[n] for n in columns], yerr=err, capsize=4,
+       color=["#999", "#4a90d9", "#1f5fa8", "#d9a04a", "#b5651d"])
 ax.axhline(100 / 7, color="k", ls=":", lw=1, label="chance (7 shapes)")
 ax.set_ylabel("glyph accuracy (%)")
 ax.set_ylim(0, 100)
-ax.set_title("same encoder, different views (95% intervals)", fontsize=10)
+ax.set_title("same encoder, different views (95% intervals); orange: as many tokens as tiles + thumbnail",
+             fontsize=9)
 ax.legend(loc="upper left", fontsize=8)
 plt.show()
 
@@ -393,6 +413,51 @@ display(Markdown(
     + ("Tiles with and without the thumbnail are a tie here (the difference lies inside the 95% interval): "
        if thumb_tie else "The thumbnail changes the result beyond the interval here: ")
     + "this is a detail question, and chapter 9 measures what the thumbnail adds to a layout question."))
+
+# %% [markdown]
+# And the confound: tiles + thumbnail against the two equal-token controls.
+
+# %%
+same_tokens = all(tokens[n] == tokens["tiles + thumbnail"] for n in controls)
+_ = check.equal(same_tokens, True, "the controls give the model as many LLM tokens as tiles + thumbnail, per size")
+for n in controls:
+    _ = check.at_least(glyph_ci["tiles + thumbnail"].low - glyph_ci[n].high, 0.0,
+                       f"tiles + thumbnail beat the equal-token control '{n}': the 95% intervals do not overlap "
+                       "(accuracy points / 100)")
+control_gap = {n: glyph_acc["tiles + thumbnail"] - glyph_acc[n] for n in controls}
+beaten = [n for n in controls if glyph_ci["tiles + thumbnail"].low > glyph_ci[n].high]
+down_ci = glyph_ci["downscale"]
+
+
+def overlaps_downscale(n):
+    return glyph_ci[n].low <= down_ci.high and down_ci.low <= glyph_ci[n].high
+
+
+def versus_downscale(n):
+    if overlaps_downscale(n):
+        return "the interval overlaps the downscaled view's"
+    return "above the downscaled view" if glyph_acc[n] > glyph_acc["downscale"] else "below the downscaled view"
+
+
+extra = max(glyph_acc[n] - glyph_acc["downscale"] for n in controls)
+tokens_alone = ("the extra tokens alone buy nothing measurable here" if all(map(overlaps_downscale, controls))
+                else f"the extra tokens alone buy at most {100 * extra:.0f} points over the downscaled view")
+
+
+display(Markdown(
+    f"With exactly as many views as tiles + thumbnail (so as many LLM tokens: "
+    f"{sum(tokens['tiles + thumbnail'].values()) / len(test_sets):.1f} per canvas on average) but no "
+    "native-resolution detail, "
+    + " and ".join(f"the {n} are right {glyph_acc[n]:.0%} of the time ({glyph_ci[n].low:.0%}-{glyph_ci[n].high:.0%}; "
+                   f"{versus_downscale(n)})" for n in controls) + ". "
+    + (f"Tiles + thumbnail beat both by {100 * min(control_gap.values()):.0f}-{100 * max(control_gap.values()):.0f} "
+       f"points, with intervals that do not overlap: {tokens_alone}; the gain of the tiles is the detail they "
+       "keep."
+       if len(beaten) == len(controls) else
+       f"Tiles + thumbnail do not beat {' or '.join(n for n in controls if n not in beaten)} beyond the 95% "
+       "intervals: part of the tiles' gain comes from the extra views, not from the detail.")
+    + (" (The blurred tiles are also a kind of view the encoder never trained on, which may cost them a little.)"
+       if glyph_acc["blurred tiles"] < glyph_acc["downscale"] else "")))
 
 # %% [markdown] tags=["slide"]
 # ## 8. The tiling viewer
@@ -460,7 +525,14 @@ if hub_available("InternViT-300M's licence and parameter count, read from its Hu
 # %% [markdown] tags=["slide"]
 # ## 10. Exercises
 #
-# **Exercise 1.** Write InternVL's grid choice: `my_tile_grid(width, height, max_num)` returns
+# Four kinds of exercise: **build** (write a piece from the math and check it against vislab),
+# **predict** (commit to a number before you run anything), **debug** (find and fix a planted
+# bug) and **ablate** (change one knob, measure, and say what it did). Each has a cell for you
+# (tagged `exercise`, with a `TODO`), a self-check that says what was expected, what came and
+# what to try, and a hidden solution (click the "…" to reveal it). The self-checks print "not
+# attempted" until you fill in the TODO; they never stop the notebook.
+#
+# **Exercise 1 (build).** Write InternVL's grid choice: `my_tile_grid(width, height, max_num)` returns
 # `(columns, rows)` for a 448 px tile and `min_num = 1`. Scan `candidate_grids(1, max_num)` in
 # order; keep a strictly closer ratio; on an exact tie move to the new grid only if
 # `width * height > 0.5 * 448 * 448 * i * j`.
@@ -474,7 +546,9 @@ def my_tile_grid(width, height, max_num):
 # %%
 grid_cases = [(640, 427, 12), (896, 448, 12), (1792, 896, 12), (634, 634, 12), (12000, 2000, 12), (4032, 3024, 6),
               (300, 900, 12)]
-check.exercise("Exercise 1: InternVL's grid", my_tile_grid, lambda w, h, n: tile_grid(w, h, 1, n), grid_cases);
+_ = check.exercise("Exercise 1: InternVL's grid", my_tile_grid, lambda w, h, n: tile_grid(w, h, 1, n), grid_cases,
+                   hint="compare |W/H - i/j|; a tie (==) moves on only for an image with more than half "
+                        "the grid's pixels")
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 def solution_tile_grid(width, height, max_num):
@@ -488,10 +562,11 @@ def solution_tile_grid(width, height, max_num):
     return best
 
 
-check.exercise("Exercise 1 (solution)", solution_tile_grid, lambda w, h, n: tile_grid(w, h, 1, n), grid_cases);
+_ = check.exercise("Exercise 1: InternVL's grid", solution_tile_grid, lambda w, h, n: tile_grid(w, h, 1, n),
+                   grid_cases, solution=True)
 
 # %% [markdown]
-# **Exercise 2.** Write pixel shuffle with factor 2 for `(B, W, H, C)` features, InternVL v2's
+# **Exercise 2 (build).** Write pixel shuffle with factor 2 for `(B, W, H, C)` features, InternVL v2's
 # channel order: `out[n, u, v, (2a + b)C + c] = x[n, 2u + a, 2v + b, c]`. Hint: split each spatial
 # axis into (size/2, 2), move the two 2's next to the channels, flatten.
 
@@ -503,7 +578,8 @@ def my_pixel_shuffle(x):
 
 # %%
 shuffle_cases = [torch.randn(2, 4, 6, 3), torch.randn(1, 8, 8, 5), torch.randn(1, 2, 2, 1)]
-check.exercise("Exercise 2: pixel shuffle", my_pixel_shuffle, pixel_shuffle, shuffle_cases);
+_ = check.exercise("Exercise 2: pixel shuffle", my_pixel_shuffle, pixel_shuffle, shuffle_cases,
+                   hint="reshape to (B, W/2, 2, H/2, 2, C), permute to (B, W/2, H/2, 2, 2, C), reshape")
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 def solution_pixel_shuffle(x):
@@ -513,10 +589,10 @@ def solution_pixel_shuffle(x):
     return x.reshape(B, W // 2, H // 2, 4 * C)
 
 
-check.exercise("Exercise 2 (solution)", solution_pixel_shuffle, pixel_shuffle, shuffle_cases);
+_ = check.exercise("Exercise 2: pixel shuffle", solution_pixel_shuffle, pixel_shuffle, shuffle_cases, solution=True)
 
 # %% [markdown]
-# **Exercise 3.** How many tokens does InternVL's language model receive for a `width × height`
+# **Exercise 3 (build).** How many tokens does InternVL's language model receive for a `width × height`
 # image with a cap of `max_num` tiles (448 px tiles, patch 14, pixel shuffle 0.5, thumbnail when
 # there is more than one tile)? Use `tile_grid` for the grid.
 
@@ -528,8 +604,8 @@ def my_num_image_tokens(width, height, max_num):
 
 # %%
 token_cases = [(448, 448, 12), (4032, 3024, 12), (2480, 3508, 12), (1000, 1000, 1), (12000, 2000, 24)]
-check.exercise("Exercise 3: token count", my_num_image_tokens,
-               lambda w, h, n: num_image_tokens(w, h, max_num=n), token_cases);
+_ = check.exercise("Exercise 3: token count", my_num_image_tokens, lambda w, h, n: num_image_tokens(w, h, max_num=n),
+                   token_cases, hint="a single tile has no thumbnail; a tile is (448 / 14)² / 4 tokens")
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
 def solution_num_image_tokens(width, height, max_num):
@@ -538,8 +614,157 @@ def solution_num_image_tokens(width, height, max_num):
     return views * (448 // 14) ** 2 // 4
 
 
-check.exercise("Exercise 3 (solution)", solution_num_image_tokens,
-               lambda w, h, n: num_image_tokens(w, h, max_num=n), token_cases);
+_ = check.exercise("Exercise 3: token count", solution_num_image_tokens,
+                   lambda w, h, n: num_image_tokens(w, h, max_num=n), token_cases, solution=True)
+
+# %% [markdown]
+# **Exercise 4 (predict, then run).** Two images with the same aspect ratio 2:1, `1000×500` and
+# `2000×1000`, go through InternVL with the default cap (`max_num=12`, thumbnail on). Before
+# running anything, work out with pen and paper the grid `(columns, rows)` each one gets and the
+# number of LLM tokens each one costs. (Which grids have ratio exactly 2 under the cap, and what
+# does the tie rule do with them?)
+
+# %% tags=["exercise"]
+my_grid_1000x500 = None       # TODO: (columns, rows) for 1000×500
+my_tokens_1000x500 = None     # TODO: LLM tokens for 1000×500
+my_grid_2000x1000 = None      # TODO: (columns, rows) for 2000×1000
+my_tokens_2000x1000 = None    # TODO: LLM tokens for 2000×1000
+
+# %%
+twins = [(1000, 500), (2000, 1000)]
+twin_grids = [tile_grid(w, h) for w, h in twins]
+twin_tokens = [num_image_tokens(w, h) for w, h in twins]
+exact = [g for g in candidate_grids(1, 12) if g[0] == 2 * g[1]]
+tie_bar = [0.5 * 448 ** 2 * g[0] * g[1] for g in exact]
+my_prediction_4 = (None if my_grid_1000x500 is None else
+                   (my_grid_1000x500, my_tokens_1000x500, my_grid_2000x1000, my_tokens_2000x1000))
+why_4 = (f"the grids with ratio exactly 2 under the cap are {' and '.join(f'{i}×{j}' for i, j in exact)}, "
+         f"a tie. The larger one is taken only above half its pixels, "
+         f"{tie_bar[1]:,.0f}: 1000×500 has {1000 * 500:,} and keeps "
+         f"{twin_grids[0][0]}×{twin_grids[0][1]}, 2000×1000 has {2000 * 1000:,} and moves to "
+         f"{twin_grids[1][0]}×{twin_grids[1][1]}. With the thumbnail that is "
+         f"{twin_tokens[0] // 256} and {twin_tokens[1] // 256} views of 256 tokens.")
+_ = check.predict("Exercise 4: grids and tokens for 1000×500 and 2000×1000", my_prediction_4,
+                  (twin_grids[0], twin_tokens[0], twin_grids[1], twin_tokens[1]), explain=why_4)
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+# Ratio 2 under the cap: 2x1 (2 tiles) and 4x2 (8 tiles); 6x3 would be 18 tiles. 2x1 comes first (fewer tiles);
+# 4x2 ties it and wins only if W*H > 0.5 * 448² * 8 = 802,816.
+#   1000×500 = 500,000 pixels: stays 2x1 -> 2 tiles + thumbnail = 3 views * 256 = 768 tokens
+#   2000×1000 = 2,000,000 pixels: moves to 4x2 -> 8 tiles + thumbnail = 9 views * 256 = 2,304 tokens
+_ = check.predict("Exercise 4: grids and tokens for 1000×500 and 2000×1000", ((2, 1), 768, (4, 2), 2304),
+                  (twin_grids[0], twin_tokens[0], twin_grids[1], twin_tokens[1]), explain=why_4, solution=True)
+
+# %% [markdown]
+# **Exercise 5 (debug).** A colleague wrote a tensor version of the tiling for a training loop: resize
+# the image to the grid, cut it into `S × S` tiles, return them in InternVL's order (row-major: left
+# to right, then top to bottom). It passed every test they wrote, all on panoramas and tall
+# receipts, yet the model trained with it answers "what is in the top-right corner?" badly. Find
+# the bug and fix it (it is one line).
+
+# %% tags=["exercise"]
+def my_fixed_tiles(image, grid, S):
+    C, H, W = image.shape                                             # (C, H, W)
+    cols, rows = grid
+    big = F.interpolate(image[None], size=(rows * S, cols * S), mode="bilinear",
+                        align_corners=False, antialias=True)          # (1, C, rows*S, cols*S)
+    tiles = big.reshape(C, rows, S, cols, S).permute(3, 1, 0, 2, 4)   # TODO: find and fix the bug
+    return tiles.reshape(rows * cols, C, S, S)                        # (T, C, S, S)
+
+
+# %%
+def reference_tiles(image, grid, S):
+    return tile_tensor(image, grid, S, use_thumbnail=False)
+
+
+tile_gen = torch.Generator().manual_seed(5)
+tile_cases = [(torch.rand(3, 32, 192, generator=tile_gen), (6, 1), 32),      # a 6:1 strip: one row
+              (torch.rand(3, 128, 32, generator=tile_gen), (1, 4), 32),      # a receipt: one column
+              (torch.rand(3, 96, 128, generator=tile_gen), (4, 3), 32),      # a 4×3 grid
+              (test_sets[(128, 96)].images[0], tile_grid(128, 96, 1, 12, 32), 32)]
+_ = check.debug("Exercise 5: the tiles' order", my_fixed_tiles, reference_tiles, tile_cases,
+                symptom="one-row and one-column grids come out right; on a 4×3 grid the second tile is the one "
+                        "below the first, not the one to its right.",
+                hint="k = row * cols + col: which of the two grid axes must come first before the final reshape?")
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+def solution_fixed_tiles(image, grid, S):
+    C, H, W = image.shape
+    cols, rows = grid
+    big = F.interpolate(image[None], size=(rows * S, cols * S), mode="bilinear",
+                        align_corners=False, antialias=True)          # (1, C, rows*S, cols*S)
+    tiles = big.reshape(C, rows, S, cols, S).permute(1, 3, 0, 2, 4)   # (rows, cols, C, S, S): rows first
+    return tiles.reshape(rows * cols, C, S, S)
+
+
+_ = check.debug("Exercise 5: the tiles' order", solution_fixed_tiles, reference_tiles, tile_cases, solution=True)
+
+# %% [markdown]
+# **Exercise 6 (ablate).** Knob: the tile cap `max_num`, on section 7's glyph task with the same
+# weights. (a) Write `cap_ablation(max_num)`: InternVL's pipeline as released (`"internvl"`:
+# tiles + thumbnail) with that cap on the 600 test canvases of section 7 (`test_sets`), returning
+# `{"glyph": accuracy over all 600, "tokens": mean LLM tokens per canvas}` (4 tokens per view in
+# the miniature; `detail.evaluate` takes `max_num=` and reports views per canvas). (b) Run it for
+# `max_num` 1, 4 and 12 and answer: is the glyph accuracy with a cap of 4 `"below"` both others,
+# `"between"` them or `"above"` both? (c) How many LLM tokens does a 128×96 canvas cost with a
+# cap of 4?
+
+# %% tags=["exercise"]
+def cap_ablation(max_num):
+    # TODO: {"glyph": accuracy over the 600 canvases, "tokens": mean LLM tokens per canvas} with this cap
+    raise NotImplementedError
+
+
+my_answer_6b = None     # TODO: "below", "between" or "above": accuracy with max_num=4 against max_num=1 and 12
+my_answer_6c = None     # TODO: LLM tokens for one 128×96 canvas with max_num=4
+
+
+# %%
+def cap_reference(max_num):
+    per = {size: detail.evaluate(model, test, "internvl", max_num=max_num) for size, test in test_sets.items()}
+    return {"glyph": sum(r["glyph"] for r in per.values()) / len(per),
+            "tokens": 4 * sum(r["views"] for r in per.values()) / len(per)}
+
+
+cap_measured = {n: cap_reference(n) for n in (1, 4, 12)}
+lo, hi = sorted((cap_measured[1]["glyph"], cap_measured[12]["glyph"]))
+cap_trend = ("below" if cap_measured[4]["glyph"] < lo else "above" if cap_measured[4]["glyph"] > hi else "between")
+grid4 = tile_grid(128, 96, 1, 4, 32)
+tokens4 = 4 * (grid4[0] * grid4[1] + (grid4[0] * grid4[1] > 1))
+scale4 = [grid4[0] * 32 / 128, grid4[1] * 32 / 96]
+_ = check.exercise("Exercise 6a: the tile cap, measured", cap_ablation, lambda n: cap_measured[n], [1, 4],
+                   kind="ablate",
+                   hint="average detail.evaluate(model, test, 'internvl', max_num=max_num) over test_sets.values(); "
+                        "tokens = 4 * views")
+why_6b = (f"measured: cap 1 {cap_measured[1]['glyph']:.1%}, cap 4 {cap_measured[4]['glyph']:.1%}, "
+          f"cap 12 {cap_measured[12]['glyph']:.1%}. With a cap of 4 a 128×96 canvas gets "
+          f"{grid4[0]}×{grid4[1]} tiles that keep {min(scale4):.0%}-{max(scale4):.0%} of its "
+          "resolution: neither a native-resolution crop nor the whole canvas in one view, the two "
+          "kinds of view the encoder was trained on."
+          + (" The thumbnail is the cap-1 view itself, so the drop is the tiles' confident mistakes "
+             "outvoting it (the most confident view wins)." if cap_trend == "below" else ""))
+_ = check.answer("Exercise 6b: glyph accuracy with a cap of 4", my_answer_6b, cap_trend, explain=why_6b,
+                 hint="compare the three accuracies cap_ablation gives")
+_ = check.answer("Exercise 6c: LLM tokens for 128×96 with a cap of 4", my_answer_6c, tokens4,
+                 explain=f"{grid4[0]}×{grid4[1]} tiles + the thumbnail, 4 tokens each; with the cap of 12 it was "
+                         f"{tokens['tiles + thumbnail'][(128, 96)]:.0f}.")
+
+# %% tags=["solution"] jupyter={"source_hidden": true}
+def solution_cap_ablation(max_num):
+    per = [detail.evaluate(model, test, "internvl", max_num=max_num) for test in test_sets.values()]
+    return {"glyph": sum(r["glyph"] for r in per) / len(per), "tokens": 4 * sum(r["views"] for r in per) / len(per)}
+
+
+_ = check.exercise("Exercise 6a: the tile cap, measured", solution_cap_ablation, lambda n: cap_measured[n], [1, 4],
+                   kind="ablate", solution=True)
+mine = {n: solution_cap_ablation(n) for n in (1, 4, 12)}
+for n, row in mine.items():
+    print(f"max_num={n:<3} glyph {row['glyph']:.1%}, {row['tokens']:.1f} LLM tokens per canvas")
+low, high = sorted((mine[1]["glyph"], mine[12]["glyph"]))
+_ = check.answer("Exercise 6b: glyph accuracy with a cap of 4",
+                 "below" if mine[4]["glyph"] < low else "above" if mine[4]["glyph"] > high else "between",
+                 cap_trend, explain=why_6b, solution=True)
+_ = check.answer("Exercise 6c: LLM tokens for 128×96 with a cap of 4", 4 * (2 * 2 + 1), tokens4, solution=True)
 
 # %% [markdown] tags=["slide"]
 # ## 11. Summary
@@ -553,8 +778,80 @@ check.exercise("Exercise 3 (solution)", solution_num_image_tokens,
 # - The cap of 12 tiles bounds the cost at 13·256 = 3,328 tokens, and bounds the resolution:
 #   a 12 MP photo is seen at 44%, a 6:1 panorama at 22%.
 # - On a detail task, the same small encoder goes from near chance on a downscaled image to a
-#   large majority with tiles (numbers below).
+#   large majority with tiles; views that cost as many tokens as the tiles but keep no
+#   native-resolution detail do not close the gap (numbers below).
+
+# %% [markdown]
+# ## Questionnaire
 #
+# 1. InternViT is trained at 448². Why does InternVL cut a large image into 448² tiles instead of
+#    giving the encoder the whole image at a higher resolution?
+# 2. State the grid rule: which grids are candidates, what is minimised, and what the tie rule
+#    checks. Why is there a tie rule at all?
+# 3. The image is stretched to the grid, not padded. What does that gain, and what does it bend?
+# 4. What does the thumbnail add to the tiles, and when does InternVL leave it out?
+# 5. How many ViT tokens does one 448² tile give at patch 14, and how many reach the language
+#    model? Where does the factor between them come from?
+# 6. In what sense is pixel shuffle lossless, and in what sense is it still a compression?
+# 7. What was wrong with InternVL's first pixel shuffle (`v1`), and why could no shape check catch it?
+# 8. What does the cap of 12 tiles bound, and what does it cost a 12 MP phone photo or an A4 page
+#    scanned at 300 dpi?
+# 9. What are the projector's input and output widths for InternViT-300M and section 4's language model, and
+#    how does its size compare to the encoder's?
+# 10. Section 7's tiled pipelines beat the downscaled view. Besides detail, what else do they give
+#     the model more of, and how would you tell the two apart?
+# 11. Why is a lower cap not simply "the same, a bit blurrier" in the miniature (Exercise 6)?
+# 12. InternViT has a learned absolute position table. Why does that matter less with tiling?
+
+# %% [markdown] tags=["solution"]
+# **Answers**
+#
+# 1. The encoder's weights, and its learned position table, are tuned to a 448² view of a
+#    $32 \times 32$ patch grid. Tiles keep every view at that size, so nothing is resampled and the
+#    encoder sees the image at (close to) its own resolution; attention also stays within a tile,
+#    so the cost grows with the number of tiles, not with the square of the image's token count.
+# 2. Every grid of $i$ columns and $j$ rows with $n_{\min} \le ij \le n_{\max}$; InternVL picks the
+#    one whose ratio $i/j$ is closest to $W/H$, scanning by increasing $ij$. On an exact tie it
+#    moves to the larger grid only if the image has more than half that grid's pixels,
+#    $WH > \tfrac12 S^2 ij$. If ties always went to the larger grid, every square image, even an
+#    icon, would be blown up onto 3×3 tiles; if they never did, a large square photo would stay
+#    one tile.
+# 3. Every pixel of every tile holds image content (no padding to encode, no tokens spent on
+#    black), at the price of a slightly changed aspect ratio: shapes are stretched by the factor
+#    between $W/H$ and $i/j$, small because the grid was chosen for the closest ratio.
+# 4. Each tile is encoded alone, so no tile sees the whole scene; the thumbnail (the whole image
+#    at 448²) does, at low resolution, and it goes after the tiles. With a single tile there is
+#    nothing to add: that tile already is the whole image, so the thumbnail is left out.
+# 5. $(448/14)^2 = 1024$ patch tokens; pixel shuffle with $r = 2$ merges each $2 \times 2$ block into
+#    one token of width $4C$, so $1024 / 4 = 256$ tokens reach the language model.
+# 6. It is a permutation of the numbers: every input number lands in exactly one output slot and
+#    the inverse gives them all back, bit for bit (section 4). What it compresses is the *sequence*:
+#    4× fewer tokens for the language model to attend over, each 4× wider; the projector then maps
+#    $4C$ to $D$, and that linear map is where information can be lost.
+# 7. It reshaped and permuted the grid but did not swap the two spatial axes back, so the language
+#    model received the grid transposed: token $(u, v)$ held block $(v, u)$. On a square grid the
+#    shape is the same either way, so nothing fails; only the values are in the wrong place.
+# 8. It bounds the cost at $13 \cdot 256 = 3328$ tokens per image, and so it bounds the resolution:
+#    in section 6's table the 12 MP photo keeps 44% of its linear resolution and the A4 page even
+#    less, where small print does not survive; native resolution would take several times more
+#    tiles.
+# 9. In: $4 \cdot 1024 = 4096$ (four patch features side by side); out: $896$, the width of InternVL2-1B's language model (cited: the Qwen2-0.5B model card).
+#    About $4096 \cdot 896 + 896^2$ weights plus biases and the LayerNorm, a few million, small next
+#    to the encoder's 300 M.
+# 10. Tokens: up to a dozen views instead of one, and the "most confident view wins" rule gets more
+#     chances. An equal-token control gives the model as many views as the tiles but without the
+#     native-resolution detail (section 7 has two: jittered copies of the downscaled canvas, and
+#     the tiles of a blurred canvas); if the controls score like the downscaled view and well
+#     below the tiles, the gain is the detail, not the tokens.
+# 11. A lower cap gives fewer, coarser tiles: the image is downscaled onto the smaller grid, so
+#     each tile is at a scale between a native crop and the whole-canvas thumbnail, which are the
+#     only two kinds of view the miniature's encoder was trained on. Exercise 6 measures what such
+#     views do to the accuracy.
+# 12. Every tile and the thumbnail are 448², so the table is used on exactly the grid it was
+#     trained on and never interpolated; resampling (bicubic, in InternVL's code) is needed only
+#     when the encoder is run at another size.
+
+# %% [markdown]
 # ## 12. The notes, checked
 
 # %%
@@ -567,7 +864,9 @@ rows.append("| pixel shuffle: 4 neighbouring patches → 1 token with 4× channe
 rows.append("| 'compression without loss of resolution' | section 4: exact inverse, bit for bit ✓ (the LLM still sees 4× fewer tokens) |")
 rows.append("| high-resolution images keep their detail | section 7: glyph accuracy "
             f"{glyph_acc['downscale']:.0%} downscaled vs {glyph_acc['tiles + thumbnail']:.0%} tiled "
-            f"(+{100 * gain:.0f} points, bar +20) ✓ |")
+            f"(+{100 * gain:.0f} points, bar +20); at equal tokens without the detail "
+            + ", ".join(f"{glyph_acc[n]:.0%}" for n in controls)
+            + (" ✓ |" if len(beaten) == len(controls) else " (the extra tokens explain part of the gain) |"))
 rows.append("| InternViT is 'proprietary' (comparison table) | section 9: open weights (MIT licence) ✗ |")
 size = f"{n_params / 1e6:.1f} M parameters" if n_params else "(needs transformers)"
 rows.append(f"| InternViT-300M: 'ViT-L level, smaller size' | section 9: {size}, the size of ViT-L/14 (304 M), not smaller ✗ |")
@@ -577,9 +876,13 @@ display(Markdown("\n".join(rows)))
 
 # %% [markdown]
 # **Closing note.** The detail task's numbers, measured above on 600 test canvases (100 per size)
-# with the shipped checkpoint:
+# with the shipped checkpoint, the equal-token controls included:
 
 # %%
 print(f"glyph accuracy — downscaled to one 32² view: {glyph_acc['downscale']:.1%}; "
       f"InternVL tiles only: {glyph_acc['tiles']:.1%}; tiles + thumbnail: {glyph_acc['tiles + thumbnail']:.1%} "
       f"(chance {1 / len(SHAPES):.1%}); gain {100 * gain:.1f} points (bar: 20).")
+print("equal-token controls (as many LLM tokens as tiles + thumbnail, no native detail): "
+      + "; ".join(f"{n} {glyph_acc[n]:.1%} (95% interval {glyph_ci[n].low:.1%}-{glyph_ci[n].high:.1%})"
+                  for n in controls) + f"; tiles + thumbnail {glyph_ci['tiles + thumbnail'].low:.1%}-"
+      f"{glyph_ci['tiles + thumbnail'].high:.1%}.")

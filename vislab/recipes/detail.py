@@ -34,7 +34,8 @@ from vislab.train import fit
 from vislab.vit import ViTConfig
 
 __all__ = ["NONE", "CANVAS_SIZES", "DetailCanvases", "make_canvases", "training_views", "flip_views", "views_for",
-           "read_views", "evaluate", "CONFIG", "build", "train"]
+           "read_views", "evaluate", "CONTROLS", "equal_token_views", "evaluate_equal_tokens", "CONFIG", "build",
+           "train"]
 
 NONE = len(SHAPES)          # the glyph head's extra "no glyph in this view" class (index 7)
 TILE = 32                   # the encoder's input side, S (InternVL: 448)
@@ -214,6 +215,74 @@ def evaluate(model, canvases: DetailCanvases, pipeline: str, **kwargs) -> dict:
     n_views = 0
     for i in range(len(canvases)):
         views = views_for(canvases.images[i], pipeline, **kwargs)
+        n_views += views.shape[0]
+        pred = read_views(model, views)
+        ok_g = pred["glyph"] == int(canvases.glyph[i])
+        ok_r = pred["relation"] == int(canvases.relation[i])
+        hits["glyph"] += ok_g
+        hits["relation"] += ok_r
+        hits["both"] += ok_g and ok_r
+    n = len(canvases)
+    return {**{k: v / n for k, v in hits.items()}, "views": n_views / n}
+
+
+# ------------------------------------------------------------------------- equal-token controls
+
+CONTROLS = ("jitter", "blur")      # the equal-token controls of chapter 7, section 7
+
+
+def equal_token_views(image: torch.Tensor, control: str, pipeline: str = "internvl", max_num: int = 12,
+                      jitter: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
+    """As many 32 px views as ``views_for(image, pipeline, max_num)`` makes, without its detail.
+
+    The tiled pipelines give the model more views (more tokens) *and* native-resolution
+    detail; these controls keep the first and remove the second, from the same canvas:
+
+    - ``"jitter"``: view 0 is the whole canvas downscaled to one view (the ``"downscale"``
+      pipeline's view, InternVL's thumbnail); each other view is the canvas with 0 to
+      ``jitter`` px cut from each of its four sides at random, downscaled the same way: the
+      kind of view the encoder was trained on, shifted and zoomed by a pixel or two.
+    - ``"blur"``: the pipeline's own views of the canvas after a round trip through one view
+      (downscaled to 32 px, then upsampled bilinearly to ``(H, W)``): the same grid and layout
+      as the tiles, holding only the detail of the downscaled view.
+
+    Returns ``(T, 3, 32, 32)`` with the same T as ``views_for(image, pipeline, max_num=max_num)``.
+    """
+    if control not in CONTROLS:
+        raise ValueError(f"unknown control {control!r}; use {' or '.join(CONTROLS)}")
+    if isinstance(jitter, bool) or not isinstance(jitter, int) or jitter < 0:
+        raise ValueError(f"jitter must be an int >= 0 (pixels), got {jitter!r}")
+    views = views_for(image, pipeline, max_num=max_num)                       # (T, 3, S, S): validates image
+    H, W = int(image.shape[1]), int(image.shape[2])
+    if control == "blur":
+        low = _downscale(image[None])                                          # (1, 3, S, S)
+        blurred = F.interpolate(low, size=(H, W), mode="bilinear", align_corners=False)[0]   # (3, H, W)
+        return views_for(blurred, pipeline, max_num=max_num)
+    if 2 * jitter >= min(H, W):
+        raise ValueError(f"jitter {jitter} px would cut a {W}x{H} canvas away")
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    out = [_downscale(image[None])[0]]                                         # (3, S, S): the thumbnail
+    for _ in range(views.shape[0] - 1):
+        left, top, right, bottom = (int(v) for v in torch.randint(0, jitter + 1, (4,), generator=g))
+        out.append(_downscale(image[None, :, top:H - bottom, left:W - right])[0])
+    return torch.stack(out)                                                    # (T, 3, S, S)
+
+
+@torch.no_grad()
+def evaluate_equal_tokens(model, canvases: DetailCanvases, control: str, pipeline: str = "internvl",
+                          seed: int = 0, **kwargs) -> dict:
+    """:func:`evaluate` with :func:`equal_token_views` in place of the pipeline's views.
+
+    Canvas ``i`` draws its jitter from ``torch.Generator().manual_seed(seed + i)``, so the result
+    is deterministic; ``kwargs`` go to :func:`equal_token_views` (``max_num``, ``jitter``).
+    Returns the same keys as :func:`evaluate`; ``"views"`` equals the pipeline's own.
+    """
+    model.eval()
+    hits = {"glyph": 0, "relation": 0, "both": 0}
+    n_views = 0
+    for i in range(len(canvases)):
+        views = equal_token_views(canvases.images[i], control, pipeline,
+                                  generator=torch.Generator().manual_seed(seed + i), **kwargs)
         n_views += views.shape[0]
         pred = read_views(model, views)
         ok_g = pred["glyph"] == int(canvases.glyph[i])
