@@ -207,14 +207,14 @@ def read_views(model, views: torch.Tensor) -> dict:
     return {name: int(lg.softmax(-1)[:, :-1].amax(0).argmax()) for name, lg in logits.items()}
 
 
-@torch.no_grad()
-def evaluate(model, canvases: DetailCanvases, pipeline: str, **kwargs) -> dict:
-    """Accuracy of each question (and of both at once) under a pipeline, plus views per image."""
+def _score(model, canvases: DetailCanvases, views_of) -> dict:
+    """Accuracy of each question (and of both at once) when canvas ``i`` is read through
+    ``views_of(i)`` (a ``(T, 3, S, S)`` stack), plus views per image."""
     model.eval()
     hits = {"glyph": 0, "relation": 0, "both": 0}
     n_views = 0
     for i in range(len(canvases)):
-        views = views_for(canvases.images[i], pipeline, **kwargs)
+        views = views_of(i)
         n_views += views.shape[0]
         pred = read_views(model, views)
         ok_g = pred["glyph"] == int(canvases.glyph[i])
@@ -224,6 +224,12 @@ def evaluate(model, canvases: DetailCanvases, pipeline: str, **kwargs) -> dict:
         hits["both"] += ok_g and ok_r
     n = len(canvases)
     return {**{k: v / n for k, v in hits.items()}, "views": n_views / n}
+
+
+@torch.no_grad()
+def evaluate(model, canvases: DetailCanvases, pipeline: str, **kwargs) -> dict:
+    """Accuracy of each question (and of both at once) under a pipeline, plus views per image."""
+    return _score(model, canvases, lambda i: views_for(canvases.images[i], pipeline, **kwargs))
 
 
 # ------------------------------------------------------------------------- equal-token controls
@@ -277,21 +283,8 @@ def evaluate_equal_tokens(model, canvases: DetailCanvases, control: str, pipelin
     is deterministic; ``kwargs`` go to :func:`equal_token_views` (``max_num``, ``jitter``).
     Returns the same keys as :func:`evaluate`; ``"views"`` equals the pipeline's own.
     """
-    model.eval()
-    hits = {"glyph": 0, "relation": 0, "both": 0}
-    n_views = 0
-    for i in range(len(canvases)):
-        views = equal_token_views(canvases.images[i], control, pipeline,
-                                  generator=torch.Generator().manual_seed(seed + i), **kwargs)
-        n_views += views.shape[0]
-        pred = read_views(model, views)
-        ok_g = pred["glyph"] == int(canvases.glyph[i])
-        ok_r = pred["relation"] == int(canvases.relation[i])
-        hits["glyph"] += ok_g
-        hits["relation"] += ok_r
-        hits["both"] += ok_g and ok_r
-    n = len(canvases)
-    return {**{k: v / n for k, v in hits.items()}, "views": n_views / n}
+    return _score(model, canvases, lambda i: equal_token_views(
+        canvases.images[i], control, pipeline, generator=torch.Generator().manual_seed(seed + i), **kwargs))
 
 
 # ----------------------------------------------------------------------------------- recipe
