@@ -50,10 +50,11 @@ from vislab.anyres import (LLAVA_NEXT_GRIDS, anyres_grid_shape, anyres_num_token
                            pad_box, resize_and_pad, resized_size, score_resolutions, select_best_resolution, unpad,
                            unpadded_shape)
 from vislab.images import load_photo, to_pil, to_tensor
-from vislab.internvit import num_image_tokens, tile_grid
+from vislab.internvit import num_image_tokens, shuffle_tokens, tile_grid
 from vislab.pretrain import load_or_train
 from vislab.recipes import detail
 from vislab.runtime import setup
+from vislab.stats import accuracy_interval, format_accuracy
 
 device = setup(seed=0)
 
@@ -366,45 +367,191 @@ display(Markdown(
 # %%
 # NBVAL_CHECK_OUTPUT
 vit = model.vit
+P, TILE = vit.config.patch_size, detail.TILE                     # 8 px patches, 32 px views
+side = round(TILE // P * model.scale_factor)                     # tokens per side of a 32 px block after pixel shuffle
 print("trained grid:", vit.config.grid, " table:", tuple(vit.pos_embed.shape))
-print("a tile's grid:", (32 // 8, 32 // 8), "→ table used as trained:",
+print("a tile's grid:", (TILE // P, TILE // P), "→ table used as trained:",
       vit.position_table((4, 4)) is vit.pos_embed)
-print("a 128×96 canvas's grid:", (96 // 8, 128 // 8), "→ resampled table:", tuple(vit.position_table((12, 16)).shape))
-
-
-# %%
-@torch.no_grad()
-def glyph_accuracy_full_view(model, canvases):
-    """The canvas as one view at native resolution (position table interpolated)."""
-    hits = 0
-    for img, g in zip(canvases.images, canvases.glyph):
-        logits = model(img[None])["glyph"]                 # (1, 8): one view, all its tokens averaged
-        hits += int(logits[0, :-1].argmax() == g)
-    return hits / len(canvases)
-
-
-full_view = sum(glyph_accuracy_full_view(model, t) for t in test_sets.values()) / len(test_sets)
-print(f"glyph accuracy — whole canvas at native resolution, interpolated positions: {full_view:.1%}")
-print(f"                 tiles at the trained size (+ thumbnail):             {results['thumbnail + tiles']['glyph']:.1%}")
-print(f"                 downscaled to the trained size:                      {results['thumbnail only']['glyph']:.1%}")
-
-# %%
-check.at_least(results["thumbnail + tiles"]["glyph"] - full_view, 0.10,
-               "tiles at the trained size beat one interpolated full-resolution view by");
+print("a 128×96 canvas's grid:", (96 // P, 128 // P), "→ resampled table:",
+      tuple(vit.position_table((12, 16)).shape))
+blocks_per_canvas = sorted({(w // TILE) * (h // TILE) for w, h in detail.CANVAS_SIZES})
+print(f"LLM tokens per view: a {TILE} px tile {side * side}; a whole canvas {blocks_per_canvas[0] * side * side}-"
+      f"{blocks_per_canvas[-1] * side * side} ({blocks_per_canvas[0]}-{blocks_per_canvas[-1]} tiles' worth)")
 
 # %% [markdown]
-# The full-resolution view has all the pixels the tiles have, yet the encoder, used off its
-# training size, does much worse (the check above). Two things change at once, and this
-# comparison does not separate them: the positions are resampled to a grid it never saw, and
-# every token-level statistic it learned shifts (a view is 16 patches, a glyph is a quarter of a
-# view; the single view's head averages all 32-48 tokens after pixel shuffle where a tile's averages
-# 4, so a small glyph is diluted 8-12 times more). The measurement says that *this encoder*
-# needs its trained view size; it does not say how much of the loss is the position table.
-# Interpolation works in practice when it is followed by training at the new size (ViT fine-tunes
-# at higher resolution with an interpolated table; DINOv2 ends its pretraining with a short phase
-# at 518 px; cited: ViT paper, arXiv:2010.11929, sec. 3.2, and DINOv2, arXiv:2304.07193, sec. 4); tiling works without it, at the price of tokens and of tiles that do not see each other. 2D RoPE (Qwen2-VL,
-# and chapter 2's `pos_embed="rope"`) encodes relative offsets, so a larger grid only adds offsets
-# beyond those seen in training. (InternViT itself has a learned absolute table; chapter 7, §9.)
+# **Three things change at once.** Feeding the canvas whole does not only resample the
+# positions. (1) *Positions*: the table is resampled to a grid it never saw. (2) *Context*: every
+# patch attends to the whole canvas, 8-12 tiles' worth of patches (with one CLS token for all),
+# where a tile's patches attend only to their own tile and its CLS. (3) *Pooling*: the course's read-out averages a view's tokens before its
+# head, so the whole canvas is read from one mean of 32-48 tokens where a tile is read from a mean
+# of 4, and a small glyph is diluted 8-12 times more. A gap between "tiles" and "one interpolated
+# view" could come from any of the three, so we measure a 3 × 2 grid of arms on the same 300
+# canvases, each arm one change away from its neighbours:
+#
+# | encoding ↓ / read-out → | **per 32 px block** (mean of 4 tokens; the most confident block wins, as in section 8) | **all tokens** (one mean over every token of the image) |
+# |---|---|---|
+# | **tiles**: AnyRes tiles at the trained size, each encoded alone (no thumbnail: the full view has none) | section 8's tiles | the pooling control |
+# | **full view, trained table repeated**: the canvas in one pass, every 32 px block given the 4×4 table it was trained on | the context control | the context control |
+# | **full view, table interpolated**: the canvas in one pass, the table resampled bicubically (`vislab.vit`'s default) | the position control | the position control, and the view first set against the tiles |
+#
+# Down a column only the encoding changes; along a row only the pooling. "Tiles" and "trained
+# table repeated" put the same positions on every block and differ in context only; "repeated"
+# and "interpolated" share the context and differ in the position table only. The AnyRes tiles
+# of these canvases are exactly their 32 px blocks (every canvas is a whole number of tiles,
+# checked below), so block *i* of the full view covers the pixels of tile *i*. One downscaled
+# view (section 8's thumbnail: trained size, no detail) is the floor.
+
+# %%
+def repeated_table(vit, grid):
+    """The trained table ``(1, 1 + 4·4, C)`` with its patch part repeated over ``grid`` (whole tiles):
+    every 32 px block gets the positions it was trained with. Returns ``(1, 1 + rows·cols, C)``."""
+    k = int(vit.config.class_token)
+    gh, gw = vit.config.grid
+    table = vit.pos_embed[:, k:].reshape(1, gh, gw, -1)                            # (1, 4, 4, C)
+    table = table.repeat(1, grid[0] // gh, grid[1] // gw, 1)                        # (1, rows, cols, C)
+    return torch.cat([vit.pos_embed[:, :k], table.flatten(1, 2)], dim=1)            # (1, 1 + rows*cols, C)
+
+
+@torch.no_grad()
+def full_view_blocks(model, image, positions):
+    """One canvas ``(3, H, W)`` encoded in one pass (``MiniInternVL.encode`` with a chosen position
+    table), its LLM tokens grouped by 32 px block: ``(blocks, side², D)``, blocks in row-major order.
+
+    positions: ``"interpolated"`` (``vit.position_table``: bicubic) or ``"repeated"`` (``repeated_table``)."""
+    vit = model.vit
+    grid = (image.shape[1] // P, image.shape[2] // P)                              # (rows, cols) of patches
+    x = torch.cat([vit.cls_token, vit.patch_embed(image[None])], dim=1)            # (1, 1+N, C)
+    table = vit.position_table(grid) if positions == "interpolated" else repeated_table(vit, grid)
+    x, _, _ = vit.encode(x + table, grid)                                          # (1, 1+N, C), final-normed
+    patches = vit.split_tokens(x)["patches"]                                       # (1, N, C)
+    tokens = model.projector(shuffle_tokens(patches, grid, model.scale_factor))    # (1, n, D)
+    rows, cols = image.shape[1] // TILE, image.shape[2] // TILE                    # 32 px blocks
+    tokens = tokens.reshape(rows, side, cols, side, -1).permute(0, 2, 1, 3, 4)     # (rows, cols, side, side, D)
+    return tokens.reshape(rows * cols, side * side, -1)                            # (blocks, side², D)
+
+
+@torch.no_grad()
+def read_glyph(model, groups):
+    """``groups (G, n, D)``: each group's mean token through the glyph head; the most confident group
+    wins and "none" is never answered (``detail.read_views``' rule). Returns a shape index."""
+    logits = model.heads["glyph"](groups.mean(dim=1))                              # (G, 8)
+    return int(logits.softmax(-1)[:, :-1].amax(0).argmax())
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+example = test_sets[(128, 96)].images[0]                                        # (3, 96, 128)
+blocks = full_view_blocks(model, example, "interpolated")
+print("full view of a 128×96 canvas, grouped by block:", tuple(blocks.shape))
+_ = check.close(model.heads["glyph"](blocks.flatten(0, 1).mean(0)), model(example[None])["glyph"][0],
+                "interpolated full view pooled over all tokens = vislab's model(canvas)", atol=1e-5)
+_ = check.equal(repeated_table(vit, vit.config.grid), vit.pos_embed, "repeated table on the trained grid = the table")
+for W_, H_ in detail.CANVAS_SIZES:
+    img = test_sets[(W_, H_)].images[0]
+    cut = img.reshape(3, H_ // TILE, TILE, W_ // TILE, TILE).permute(1, 3, 0, 2, 4).flatten(0, 1)  # (blocks, 3, S, S)
+    _ = check.equal(detail.views_for(img, "anyres_tiles", grids=grids32), cut,
+                    f"{W_}×{H_}: AnyRes tiles = the canvas's 32 px blocks, row-major")
+
+# %%
+encodings = ("tiles", "full view, trained table repeated", "full view, table interpolated")
+readouts = ("per 32 px block", "all tokens")
+hits = {(e, r): 0 for e in encodings for r in readouts}
+floor_hits = 0
+for test in test_sets.values():
+    for img, glyph in zip(test.images, test.glyph):
+        grouped = {"tiles": model.encode(detail.views_for(img, "anyres_tiles", grids=grids32)),   # (tiles, 4, D)
+                   "full view, trained table repeated": full_view_blocks(model, img, "repeated"),
+                   "full view, table interpolated": full_view_blocks(model, img, "interpolated")}
+        for e, groups in grouped.items():
+            hits[e, "per 32 px block"] += read_glyph(model, groups) == int(glyph)
+            hits[e, "all tokens"] += read_glyph(model, groups.flatten(0, 1)[None]) == int(glyph)
+        floor_hits += read_glyph(model, model.encode(detail.views_for(img, "downscale"))) == int(glyph)
+hits["floor"] = floor_hits
+arm_ci = {arm: accuracy_interval(k, n_canvas) for arm, k in hits.items()}
+print(f"glyph accuracy, {n_canvas} canvases, 95% Wilson intervals")
+print(f"{'encoding':<36} {'per 32 px block':>22} {'all tokens':>22}")
+for e in encodings:
+    print(f"{e:<36} " + " ".join(f"{format_accuracy(hits[e, r], n_canvas):>22}" for r in readouts))
+print(f"{'floor: one downscaled view':<36} {format_accuracy(hits['floor'], n_canvas):>22}   (chance {1 / 7:.1%})")
+
+# %%
+def standing(a, b):
+    """How arm a stands to arm b: 'above' / 'below' where their 95% intervals do not overlap."""
+    (la, ha), (lb, hb) = arm_ci[a], arm_ci[b]
+    return "above" if la > hb else "below" if ha < lb else "not separable from"
+
+
+def acc(arm):
+    return f"{hits[arm] / n_canvas:.0%}"
+
+
+T, R, I = encodings
+B, A = readouts
+
+
+def across(x, y, name_y):
+    """Encoding x against encoding y (named name_y) in both read-outs, as one phrase."""
+    per_block, all_tokens = standing((x, B), (y, B)), standing((x, A), (y, A))
+    if per_block == all_tokens:
+        return f"{per_block} {name_y} in both read-outs"
+    return f"{per_block} {name_y} per block and {all_tokens} it over all tokens"
+
+
+display(Markdown(
+    f"**Pooling.** The tiles score {acc((T, B))} read per tile and {acc((T, A))} read through one mean of all "
+    f"their tokens: per-tile reading is {standing((T, B), (T, A))} pooled reading. The interpolated full view "
+    f"scores {acc((I, B))} per block and {acc((I, A))} over all tokens: per-block reading is "
+    f"{standing((I, B), (I, A))} reading over all tokens. "
+    f"**Positions.** With the same context and pooling, the full view with the interpolated table "
+    f"({acc((I, B))} per block, {acc((I, A))} over all tokens) is "
+    f"{across(I, R, f'the full view with the trained table repeated ({acc((R, B))}, {acc((R, A))})')}. "
+    f"**Context.** With the same positions on every block and the same pooling, the tiles encoded alone "
+    f"({acc((T, B))}, {acc((T, A))}) are {across(T, R, 'the full view with the trained table repeated')}. "
+    f"**Floor.** One downscaled view scores {acc('floor')}; the interpolated full view, with every pixel of the "
+    f"canvas, is {standing((I, A), 'floor')} it when read like it (one mean over all tokens)."))
+
+# %%
+def separated(a, b):
+    """Interval gap: the low end of a's 95% interval minus the high end of b's (> 0: a is above b)."""
+    return arm_ci[a][0] - arm_ci[b][1]
+
+
+def overlap(a, b):
+    """How far two 95% intervals overlap (≥ 0: this experiment cannot tell the arms apart)."""
+    return min(arm_ci[a][1], arm_ci[b][1]) - max(arm_ci[a][0], arm_ci[b][0])
+
+
+_ = check.at_least(separated((T, B), (T, A)), 0.0,
+                   "pooling: tiles read per tile clear tiles pooled over all tokens (interval gap)")
+for r in readouts:
+    _ = check.at_least(separated((T, r), (I, r)), 0.0,
+                       f"equal pooling ({r}): tiles clear the interpolated full view (interval gap)")
+    _ = check.at_least(separated((T, r), (R, r)), 0.0,
+                       f"context ({r}): tiles clear the full view with the trained table repeated (interval gap)")
+    _ = check.at_least(overlap((I, r), (R, r)), 0.0,
+                       f"positions ({r}): interpolated and repeated tables not separable (interval overlap)")
+
+# %% [markdown]
+# What the grid says, with the checks above behind each sentence. Pooling matters for the tiles:
+# one mean over all of a canvas's tokens dilutes the glyph, and the tiles lose much of their lead
+# when read that way. But at equal pooling, in either column, the tiles stay above the
+# full-resolution view, so pooling is not the whole gap. The position table is not the gap
+# either: the full view with the trained 4×4 table repeated on every block, the very positions
+# each tile gets, cannot be told apart from the full view with the interpolated table. What
+# separates the arms is the context: the same patches with the same positions, encoded together
+# across the canvas instead of tile by tile. An encoder trained only on 32 px views has never
+# attended over 8-12 tiles' worth of patches, and that, not the resampled table, is what it cannot
+# handle here. So the answer to the notes' question, for *this encoder*: tiling works because it
+# keeps the whole input the encoder sees (its size, its attention span, its token statistics) at
+# training conditions; swapping the interpolated table for the trained one made no difference
+# that 300 canvases can detect. The measurement does
+# not test interpolation followed by training at the new size, which is how interpolation is used
+# in practice (ViT fine-tunes at higher resolution with an interpolated table; DINOv2 ends its
+# pretraining with a short phase at 518 px; cited: ViT paper, arXiv:2010.11929, sec. 3.2, and
+# DINOv2, arXiv:2304.07193, sec. 4); tiling works without it, at the price of tokens and of tiles
+# that do not see each other. 2D RoPE (Qwen2-VL, and chapter 2's `pos_embed="rope"`) encodes
+# relative offsets, so a larger grid only adds offsets beyond those seen in training. (InternViT
+# itself has a learned absolute table; chapter 7, §9.)
 
 # %% [markdown] tags=["slide"]
 # ## 10. Exercises
@@ -661,7 +808,9 @@ _ = check.answer("Exercise 6c: encoder views for 1000×500 with only 1×1 and 2�
 #   shuffle (576 tokens per view against 256), it pads where InternVL stretches.
 # - The thumbnail carries the layout, the tiles the detail; the miniature needs both to answer a
 #   question about both. Tiles also sidestep position-embedding interpolation: each view has the
-#   trained size.
+#   trained size. With pooling held equal, one full-resolution view stays below the tiles whether
+#   its table is interpolated or the trained one repeated: the encoder needs its trained context,
+#   and the table alone made no difference that could be detected.
 
 # %% [markdown]
 # ## Questionnaire
@@ -680,8 +829,9 @@ _ = check.answer("Exercise 6c: encoder views for 1000×500 with only 1×1 and 2�
 # 9. The tiles hold all the detail. Why keep a thumbnail, and why does it go first?
 # 10. LLaVA-NeXT shows fewer views than InternVL on large inputs, yet its token totals are of the
 #     same order. Why?
-# 11. How does tiling sidestep the interpolation of position embeddings, and what does section 9's
-#     comparison not tell apart?
+# 11. How does tiling sidestep the interpolation of position embeddings? Tiles against one
+#     full-resolution view change three things at once: which, and which arm of section 9
+#     isolates each?
 
 # %% [markdown] tags=["solution"]
 # **Answers**
@@ -717,9 +867,14 @@ _ = check.answer("Exercise 6c: encoder views for 1000×500 with only 1×1 and 2�
 # 10. LLaVA-NeXT spends 576 tokens on every view (no pixel shuffle); InternVL spends 256 per 448 px
 #     tile, so more views cost about as many tokens.
 # 11. Every tile and the thumbnail have the trained size, so the position table is used on the
-#     grid it was trained on and never resampled. Section 9 compares against a full view that
-#     changes two things at once, the resampled positions and the token statistics (many more
-#     tokens averaged per view), so it does not say how much of the loss is the position table.
+#     grid it was trained on and never resampled. The full view changes the positions (resampled
+#     table), the context (every patch attends to the whole canvas) and the pooling (one mean of
+#     many more tokens). Reading the tiles through one mean of all their tokens, and the full view
+#     per 32 px block, controls the pooling; the full view with the trained table repeated on every
+#     block has the tiles' positions and differs from them in context only, and from the
+#     interpolated full view in the table only. In section 9 pooling costs the tiles a lot, but at
+#     equal pooling the tiles still win, the two tables cannot be told apart, and the context
+#     makes the gap.
 
 # %% [markdown]
 # ## 12. The notes, checked
@@ -735,7 +890,8 @@ rows.append("| the notes' code: effective = downscaled width × height | section
 rows.append("| [thumbnail] + [tile_0_0, tile_0_1, tile_1_0, …] | section 5: thumbnail first, tiles row-major ✓"
             " (InternVL puts it last) |")
 rows.append("| position embeddings at higher resolution: interpolate / 2D RoPE / tile | section 9: tiles keep the trained"
-            f" grid; one interpolated full view {full_view:.0%} vs tiles {results['thumbnail + tiles']['glyph']:.0%} |")
+            f" grid; at equal pooling tiles {acc((T, B))} vs one interpolated full view {acc((I, B))}; the trained table"
+            f" repeated on the full view {acc((R, B))}: context, not the table, makes the gap ✓ |")
 display(Markdown("\n".join(rows)))
 
 # %% [markdown]
