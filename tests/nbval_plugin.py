@@ -12,12 +12,20 @@
   passed with its solution (it sits before "peak memory", which ends the chapter's sampler).
 - With ``--nbval-claims`` (on in pyproject's addopts), a last item "claims" checks the chapter's
   prose against what its cells printed in this very run (``vislab.claims``): every number in a
-  markdown cell is in an output, in the code, or in a ``(cited: ...)`` block. It needs the whole
+  markdown cell is in an output, in the code, or in a ``(cited: ...)`` block. The English
+  chapter's item checks its translated editions' prose against the same outputs (same code). It needs the whole
   chapter: when a cell failed or was deselected it is skipped, saying so.
+- Translated editions (``chapters/ko/``) have the English code by construction, which
+  ``tests/test_i18n.py`` proves for every chapter; nbval executes a rotating sample of two of
+  them a day (:func:`edition_sample`), so that CI time grows by two chapters, not ten, and every
+  edition runs within five days. ``VISLAB_EDITION_SAMPLE=all`` runs them all, ``none`` none,
+  ``2,7`` those chapters.
 """
 
 from __future__ import annotations
 
+import datetime
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -50,6 +58,12 @@ class ClaimsItem(pytest.Item):
         if len(ran) != len(code):
             pytest.skip(f"claims need the whole chapter: {len(ran)} of its {len(code)} offline code cells ran")
         problems = claims_problems(nb, outputs_by_cell=ran)
+        # The translated editions run the same code, so this run's outputs back their prose too:
+        # every edition's numbers are checked here, not only the sampled ones nbval executes.
+        for edition in _editions_of(Path(str(self.parent.fspath))):
+            translated = nbformat.read(str(edition), as_version=4)
+            problems += [f"{edition.parent.name}/{edition.name} {p}"
+                         for p in claims_problems(translated, outputs_by_cell=ran)]
         if problems:
             raise AssertionError(f"{Path(str(self.parent.fspath)).name}: {len(problems)} number(s) in the prose that "
                                  "no output, no code and no (cited: ...) backs (render results from variables; "
@@ -85,6 +99,66 @@ print(f"exercises proven: {len({c.exercise for c in _check.recorded()})}")
 """
 
 
+def edition_sample(count: int, today: datetime.date | None = None, env: str | None = None) -> set:
+    """The 1-based positions of the edition chapters nbval runs today: two chapters five apart,
+    moving by one each UTC day (so ten chapters are all covered in five days)."""
+    env = os.environ.get("VISLAB_EDITION_SAMPLE", "") if env is None else env
+    env = env.strip().lower()
+    if env == "all":
+        return set(range(1, count + 1))
+    if env == "none":
+        return set()
+    if env:
+        try:
+            return {int(x) for x in env.split(",") if x.strip()}
+        except ValueError:
+            raise ValueError(f"VISLAB_EDITION_SAMPLE must be 'all', 'none' or chapter numbers like '2,7', got {env!r}")
+    if count <= 0:
+        return set()
+    day = (today or datetime.datetime.now(datetime.timezone.utc).date()).toordinal()
+    return {day % count + 1, (day + count // 2) % count + 1}
+
+
+def _edition_notebooks() -> dict:
+    """Resolved path of every edition notebook -> (1-based chapter position, English notebook)."""
+    from vislab import i18n
+    from vislab.book import load_book
+
+    try:
+        book = load_book()
+        langs = i18n.languages(book)
+    except Exception:  # no book (a temporary test tree)
+        return {}
+    return {i18n.edition_path(lang, ch).with_suffix(".ipynb").resolve(): (n, ch.notebook.resolve())
+            for lang in langs for n, ch in enumerate(book["chapters"], 1)}
+
+
+_EDITIONS = None
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Leave out the edition notebooks that are not in today's sample."""
+    global _EDITIONS
+    if collection_path.suffix != ".ipynb":
+        return None
+    if _EDITIONS is None:
+        _EDITIONS = _edition_notebooks()
+    hit = _EDITIONS.get(Path(collection_path).resolve())
+    if hit is None:
+        return None
+    count = len({n for n, _ in _EDITIONS.values()})
+    return True if hit[0] not in edition_sample(count) else None
+
+
+def _editions_of(notebook: Path) -> list:
+    """The edition notebooks generated from an English chapter notebook (none for an edition)."""
+    global _EDITIONS
+    if _EDITIONS is None:
+        _EDITIONS = _edition_notebooks()
+    english = notebook.resolve()
+    return [ed for ed, (_, en) in sorted(_EDITIONS.items()) if en == english and ed.exists()]
+
+
 def _memory_budgets() -> dict:
     from vislab.book import MEMORY_LIMIT_MB, load_book
 
@@ -95,6 +169,8 @@ def _memory_budgets() -> dict:
     budgets = defaultdict(lambda: MEMORY_LIMIT_MB)
     for ch in book["chapters"]:
         budgets[ch.notebook.resolve()] = ch.memory_mb
+    for edition, (_, english) in _edition_notebooks().items():
+        budgets[edition] = budgets[english]                 # same code, same budget
     return budgets
 
 

@@ -153,6 +153,9 @@ def test_sync_is_idempotent_on_a_copy_of_the_repository(tmp_path):
     shutil.copy(real["root"] / "book.yml", tmp_path / "book.yml")
     shutil.copy(real["root"] / "README.md", tmp_path / "README.md")
     (tmp_path / "chapters").mkdir()
+    for folder in ("i18n", "chapters/ko"):                # the translated editions and their sources
+        if (real["root"] / folder).exists():
+            shutil.copytree(real["root"] / folder, tmp_path / folder)
     clean = {}
     for ch in real["chapters"]:
         for path in (ch.file, ch.notebook):
@@ -170,9 +173,12 @@ def test_sync_is_idempotent_on_a_copy_of_the_repository(tmp_path):
     first = next(ch for ch in real["chapters"] if ch.file.name in clean)
     py = tmp_path / "chapters" / first.file.name
     py.write_text(py.read_text() + "\n# %% [markdown]\n# One more cell.\n")
-    assert [p.name for p in sync(root=tmp_path)] == [first.notebook.name]
+    names = [p.relative_to(tmp_path).as_posix() for p in sync(root=tmp_path)]
+    assert names[0] == f"chapters/{first.notebook.name}"      # then its editions, the new cell untranslated
+    assert set(names[1:]) <= {f"chapters/ko/{first.file.name}", f"chapters/ko/{first.notebook.name}"}
     assert sync(root=tmp_path) == []
-    assert not [p for p in check(tmp_path) if first.file.stem in p]
+    left = [p for p in check(tmp_path) if first.file.stem in p]
+    assert all("has no entry" in p and "i18n stub ko" in p for p in left), left   # the edition lags, and says so
 
 
 # ---- check on temporary books ---------------------------------------------------------------------

@@ -36,6 +36,10 @@ def test_chapter_table_lists_every_chapter_with_links(book):
     for row, ch in zip(rows, book["chapters"]):
         assert ch.title in row and "colab.research.google.com" in row and "mybinder.org" in row
         assert f"{ch.notebook.stem}.slides.html" in row and f"{ch.budget_s:.0f} s" in row
+        ko = f"chapters/ko/{ch.notebook.name}"             # the Korean edition: notebook, Colab, Binder, slides
+        assert f"]({ko})" in row and f"blob/{book['branch']}/{ko}" in row and f"lab/tree/{ko}" in row
+        assert f"/ko/slides/{ch.notebook.stem}.slides.html" in row
+    assert "한국어 (ko)" in table.splitlines()[0]
 
 
 def test_readme_table_is_current(book):
@@ -75,6 +79,36 @@ def test_build_site_writes_pages_slides_and_index(book, tmp_path):
     index = (tmp_path / "index.html").read_text()
     for c in book["chapters"]:
         assert c.title in index
+    # the Korean edition: same pages under ko/, a switch on every page, the glossary
+    from vislab import i18n
+
+    lang, = i18n.languages(book)
+    assert {f"ko/chapters/{ch.notebook.stem}.html", f"ko/slides/{ch.notebook.stem}.slides.html",
+            "ko/index.html", "ko/glossary.html"} <= names
+    ko_page = (tmp_path / "ko" / "chapters" / f"{ch.notebook.stem}.html").read_text()
+    assert "<pre>1" in ko_page and "vislab-lang" in ko_page
+    assert f"href='../../chapters/{ch.notebook.stem}.html'" in ko_page          # to the English page
+    assert f"href='../ko/chapters/{ch.notebook.stem}.html'" in page              # and back
+    ko_index = (tmp_path / "ko" / "index.html").read_text()
+    assert all(i18n.edition_title(lang, c) in ko_index for c in book["chapters"])
+    glossary = (tmp_path / "ko" / "glossary.html").read_text()
+    assert glossary.count("<tr>") == len(i18n.load_glossary(lang.glossary)) + 1
+
+
+def test_build_site_translates_the_executed_chapter(book, tmp_path):
+    """A real chapter's executed notebook: the Korean page carries the translated prose and the
+    English run's outputs."""
+    from vislab import i18n
+
+    lang, = i18n.languages(book)
+    ch = book["chapters"][0]
+    nb = nbformat.read(ch.notebook, as_version=4)               # the stored checked outputs stand in
+    build_site(book, {ch.id: nb}, tmp_path)
+    ko_page = (tmp_path / "ko" / "chapters" / f"{ch.notebook.stem}.html").read_text()
+    first = i18n.translations(lang, ch)[min(i18n.english_cells(ch))]
+    heading = first.splitlines()[0].lstrip("# ").strip()
+    assert heading and heading.split()[0] in ko_page
+    assert lang.label("edition") in ko_page
 
 
 def test_colab_bootstrap_is_a_noop_here_and_keeps_colabs_packages(book):

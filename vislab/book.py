@@ -117,8 +117,11 @@ def load_book(root=None) -> dict:
         chapters.append(Chapter(id=str(entry["id"]), file=root / entry["file"], title=str(entry["title"]),
                                 objectives=tuple(str(o) for o in objectives), budget_s=float(budget),
                                 memory_mb=float(entry.get("memory_mb", MEMORY_LIMIT_MB))))
+    langs = raw.get("languages") or []
+    if not isinstance(langs, list) or not all(isinstance(x, dict) and "code" in x for x in langs):
+        raise BookError("book.yml: 'languages' must be a list of mappings with a 'code' (see the ko entry)")
     return {"title": raw["title"], "repository": raw["repository"], "branch": raw["branch"],
-            "chapters": chapters, "root": root}
+            "chapters": chapters, "root": root, "languages": langs}
 
 
 # ----------------------------------------------------------------------------- Colab
@@ -273,7 +276,69 @@ def sync(root=None, chapters=None, record: bool = False, timeout: int = 600) -> 
         if not ch.notebook.exists() or ch.notebook.read_text() != text:
             ch.notebook.write_text(text)
             changed.append(ch.notebook)
+    return changed + _sync_editions(book, _select(book["chapters"], chapters))
+
+
+def _write_if_changed(path: Path, text: str, changed: list) -> None:
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        changed.append(path)
+
+
+def _sync_editions(book, chapters) -> list:
+    """Generate each translated edition of ``chapters`` (see :mod:`vislab.i18n`): the .py from
+    the English chapter and the translation file, its .ipynb paired like the English one (the
+    checked cells' reference outputs are the English notebook's, the code being the same), and
+    the edition's glossary page. Chapters without a translation file are left out."""
+    from vislab import i18n
+
+    changed = []
+    for lang in i18n.languages(book):
+        if lang.glossary is not None and lang.glossary.exists() and not i18n.glossary_problems(lang.glossary, lang.code):
+            _write_if_changed(lang.chapters_dir / "glossary.md", i18n.glossary_markdown(lang, book), changed)
+        for ch in chapters:
+            if not i18n.translation_path(lang, ch).exists():
+                continue
+            py = i18n.edition_path(lang, ch)
+            _write_if_changed(py, i18n.edition_text(lang, ch), changed)
+            nb = notebook_from_py(py, reference=_current_notebook(ch))
+            _write_if_changed(py.with_suffix(".ipynb"), _notebook_text(nb), changed)
     return changed
+
+
+def _edition_problems(book) -> list:
+    """The translated editions' drift: stale, todo or missing translations, code that differs
+    from the English chapter, generated files out of date, the glossary."""
+    from vislab import i18n
+
+    root = Path(book["root"])
+    problems = []
+    try:
+        langs = i18n.languages(book)
+    except ValueError as err:
+        return [str(err)]
+    for lang in langs:
+        if lang.glossary is None or not lang.glossary.exists():
+            problems.append(f"book.yml: the {lang.code} edition needs a glossary file (glossary: i18n/glossary.yml)")
+        else:
+            glossary = i18n.glossary_problems(lang.glossary, lang.code)
+            problems += glossary
+            page = lang.chapters_dir / "glossary.md"
+            if not glossary and (not page.exists() or page.read_text(encoding="utf-8") != i18n.glossary_markdown(lang, book)):
+                problems.append(f"{page.relative_to(root)}: out of date with {lang.glossary.relative_to(root)}; "
+                                "run `python -m vislab.book sync`")
+        for ch in book["chapters"]:
+            problems += i18n.edition_problems(lang, ch, root)
+        known = {i18n.edition_path(lang, ch).name for ch in book["chapters"]}
+        known |= {n.replace(".py", ".ipynb") for n in known}
+        for path in sorted(lang.chapters_dir.glob("[0-9]*_*")) if lang.chapters_dir.exists() else []:
+            if path.name not in known:
+                problems.append(f"{path.relative_to(root)}: not an edition of a chapter in book.yml (remove it)")
+        for path in sorted(lang.source_dir.glob("*.md")) if lang.source_dir.exists() else []:
+            if path.stem not in {ch.file.stem for ch in book["chapters"]}:
+                problems.append(f"{path.relative_to(root)}: translates no chapter in book.yml (remove it)")
+    return problems
 
 
 def check(root=None) -> list:
@@ -338,6 +403,7 @@ def check(root=None) -> list:
     for path in sorted((root / "chapters").glob("[0-9]*_*.ipynb")):
         if path.with_suffix(".py").resolve() not in listed:
             problems.append(f"chapters/{path.name}: no .py source listed in book.yml")
+    problems += _edition_problems(book)
     problems += _readme_problems(book)
     return problems
 
@@ -667,7 +733,15 @@ def main(argv=None) -> int:
     p_hand = sub.add_parser("handouts", help="per chapter an exercises-only notebook and a solutions version")
     p_hand.add_argument("chapters", nargs="*", help="numbers, ids or file names (default: all)")
     p_hand.add_argument("--out", default=None, help="output folder (default: _build/handouts)")
+    p_i18n = sub.add_parser("i18n", help="translated editions: stub | status | check")
+    p_i18n.add_argument("action", choices=["stub", "status", "check"],
+                        help="stub: write/refresh the translation files (new and changed cells become todo); "
+                             "status: cells translated per chapter; check: the translations' problems")
+    p_i18n.add_argument("lang", nargs="?", default=None, help="language code (default: every edition)")
+    p_i18n.add_argument("chapters", nargs="*")
     args = parser.parse_args(argv)
+    if args.cmd == "i18n":
+        return i18n_command(args.action, args.lang, args.chapters)
     if args.cmd == "badges":
         from vislab.site import update_readme
 
@@ -702,6 +776,39 @@ def main(argv=None) -> int:
     rows = run(args.chapters, json_path=args.json, save_dir=args.save, timeout=args.timeout, setting=args.setting)
     bad = [r for r in rows if r["status"] == "error" or
            (args.strict and (r["status"] != "ok" or r.get("checked_diffs") or r.get("claims")))]
+    return 1 if bad else 0
+
+
+def i18n_command(action: str, lang=None, chapters=None, root=None) -> int:
+    """``book i18n stub|status|check [LANG] [CHAPTERS]``."""
+    from vislab import i18n
+
+    book = load_book(root)
+    langs = [l for l in i18n.languages(book) if lang in (None, l.code)]
+    if not langs:
+        raise BookError(f"no edition {lang!r} in book.yml; known: {', '.join(l.code for l in i18n.languages(book))}")
+    chosen = _select(book["chapters"], chapters)
+    bad = 0
+    for l in langs:
+        if action == "stub":
+            for ch in chosen:
+                counts = i18n.stub(l, ch, book["root"])
+                print(f"{i18n.translation_path(l, ch).relative_to(book['root'])}: "
+                      + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+        elif action == "status":
+            rows = i18n.status(l, chosen)
+            print(f"{l.code} ({l.name}): {'chapter':<14}{'cells':>6}{'done':>6}{'todo':>6}{'stale':>6}{'missing':>8}")
+            for r in rows:
+                print(f"{'':>{len(l.code) + len(l.name) + 5}}{r['chapter']:<14}{r['cells']:>6}{r['translated']:>6}"
+                      f"{r['todo']:>6}{r['stale']:>6}{r['missing']:>8}")
+            print(f"total: {sum(r['translated'] for r in rows)} of {sum(r['cells'] for r in rows)} markdown cells translated")
+        else:
+            for ch in chosen:
+                problems = i18n.edition_problems(l, ch, book["root"], generated=False)
+                bad += len(problems)
+                print(f"{l.code} {ch.file.stem}: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
+                for p in problems:
+                    print(f"  - {p}")
     return 1 if bad else 0
 
 

@@ -14,7 +14,8 @@ A *block* is one sentence of a paragraph, one list item, or one whole table toge
 line just above it (its caption). Not counted as numbers: integers below 20 (counts, section and
 equation numbers), anything inside ``$...$`` math, ``backticks``, code fences, HTML tags and
 comments, link targets and URLs, the year of a reference ("..., 2021)", "(2024)"), and numbers glued to letters as parts of names (``B/16``,
-``DINOv2``, ``2D``, ``4x4``, ``x2``). Cells tagged ``online`` describe what real weights show when
+``DINOv2``, ``2D``, ``4x4``, ``x2``); Hangul right after a number is a counter or particle, not a
+name (the Korean edition: "197개" is the number 197), and a Korean sentence is a block of its own. Cells tagged ``online`` describe what real weights show when
 the hub is reachable; they are not checked offline.
 
 Results therefore go through ``IPython.display.Markdown`` built from the measured variables
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 __all__ = ["Claim", "prose_numbers", "output_numbers", "code_numbers", "claims_problems", "CITE_MARK"]
 
 CITE_MARK = re.compile(r"\bcited:[^)\n]*\)?", re.I)   # "(cited: SOURCE)", or "...; cited: SOURCE)" inside a parenthesis
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")   # Korean text (the Korean edition's prose)
 SMALL_INT = 20                       # bare integers below this are counts and references, not claims
 
 _EXEMPT_SPANS = [
@@ -90,7 +92,7 @@ def _blocks(text: str) -> list:
             return
         a, b = para[0][0], para[-1][1]
         cut = a
-        for m in re.finditer(r"(?<=[.!?])\s+(?=[A-Z(*\[\"'])", text[a:b]):
+        for m in re.finditer(r"(?<=[.!?])\s+(?=[A-Z(*\[\"'\uac00-\ud7a3])", text[a:b]):
             spans.append((cut, a + m.start()))
             cut = a + m.end()
         spans.append((cut, b))
@@ -152,6 +154,8 @@ def _parse(match: re.Match, text: str):
     m = re.match(r"\s?(%|×|x(?![a-z])|ms\b|MB\b|GB\b|KB\b|px\b|pt\b|bits?\b|s\b|[kKMBG](?![a-zA-Z]))", after)
     if m:
         unit = m.group(1)
+    elif _HANGUL.match(after[:1]):
+        pass                           # a Korean counter or particle ("197개", "400단계"): a number all the same
     elif after[:1].isalpha():
         return None                                                   # 2D, 3rd, 10th
     value = float(whole.replace(",", "") + frac + (f"e{exp}" if exp else ""))
