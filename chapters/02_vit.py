@@ -122,7 +122,7 @@ vislab.show_source(Block)
 # %% [markdown]
 # The model splits `forward_features` into `embed` (eq. 1: patches, `[CLS]`, positions) and
 # `encode` (eqs. 2–4: the blocks and the final norm). `embed` resamples the position table when
-# the image has a different grid than the one it was trained on (section 9).
+# the image has a different grid than the one it was trained on (section 10).
 
 # %%
 vislab.show_source(ViT.embed)
