@@ -390,52 +390,73 @@ for D in (1, 4, 16, 32, 128):
 #
 # - `clip`: CLIP's softmax loss, $t$ from $1/0.07$, clamped at 100;
 # - `sigmoid`: SigLIP's loss with the paper's $t=10$, $b=-10$;
-# - `sigmoid_prior`: the same loss with $b$ started at the prior $\log\frac{1}{B-1}$ of section 3.
+# - `sigmoid_capped`: the same loss and initialisation trained the way a first attempt does, $t'$
+#   and $b$ at the towers' learning rate (the control).
+#
+# Why a control called *capped*? Adam moves every parameter by about its learning rate per step,
+# whatever the size of its gradient. At $10^{-3}$ a scalar can drift by at most about
+# $\text{steps}\times 10^{-3}$ in a run: from $b=-10$ that is $-9.9$ after 128 steps. The paper's
+# runs take hundreds of thousands of steps, so the same rule lets its $t'$ and $b$ go wherever the
+# loss sends them; ours would be frozen at their initial values. So in `clip` and `sigmoid`, $t'$ and
+# $b$ get an AdamW group of their own (`vislab.recipes.siglip.param_groups`) with learning rate
+# $\text{budget}/\text{steps}$: with the warm-up and cosine schedule they can move by about half the
+# budget in every run, whatever the batch size. If the loss wants $b$ far from $-10$, the `sigmoid`
+# runs can now get there; the trajectories below show where they go.
 #
 # The sigmoid runs start from a copy of the CLIP run's initial towers (`siglip_from_clip`). Scores
 # on 1,024 test scenes: *zero-shot caption choice* (the image's nearest of all 1,512 captions
 # ShapeWorld can write must be exactly right), its shape attribute, and retrieval R@1 in both
-# directions. The runs take about two hours on one core (the JSON records each run's seconds), so
-# they come from a script; the chapter loads its JSON (`data/siglip_batch.json`, with the command
-# that remakes it).
+# directions. The runs come from a script (the cell below prints how long they took on one core); the
+# chapter loads its JSON (`data/siglip_batch.json`, with the command that remakes it).
 
 # %%
 batch_runs = json.loads((repo_root() / "data" / "siglip_batch.json").read_text())
 print("made by:", batch_runs["command"])
 print("settings:", batch_runs["settings"])
-print(f"{len(batch_runs['runs'])} runs, {sum(r['seconds'] for r in batch_runs['runs']) / 3600:.1f} hours on one core in all")
+print(f"{len(batch_runs['runs'])} runs, {sum(r['seconds'] for r in batch_runs['runs']) / 60:.0f} minutes on one core in all")
 runs = batch_runs["runs"]
-losses_run = ("clip", "sigmoid", "sigmoid_prior")
+losses_run = ("clip", "sigmoid", "sigmoid_capped")
 sizes = sorted({r["batch_size"] for r in runs})
 seeds = sorted({r["seed"] for r in runs})
 metrics = ("caption_top1", "shape_acc", "i2t_R@1", "t2i_R@1")
 
+# chance: a model that ignores the image (uniform over the candidates; retrieval counts identical captions)
+from vislab.clip import same_text_positives
+
+test_scenes = siglip_recipe.test_set()
+same_caption = same_text_positives(test_scenes.captions).float()
+chance = {"caption_top1": 1 / len(siglip_recipe.all_captions()[0]), "shape_acc": 1 / 7,
+          "i2t_R@1": same_caption.mean().item(), "t2i_R@1": same_caption.mean().item()}
+
+
+def seed_values(loss, B, metric):
+    return [r[metric] for r in runs if r["loss"] == loss and r["batch_size"] == B]
+
 
 def stat(loss, B, metric):
-    vals = [r[metric] for r in runs if r["loss"] == loss and r["batch_size"] == B]
-    return float(np.mean(vals)), float(np.std(vals)), len(vals)
+    """Mean, sample standard deviation, lowest and highest seed."""
+    vals = seed_values(loss, B, metric)
+    return float(np.mean(vals)), float(np.std(vals, ddof=1)), min(vals), max(vals)
 
 
-print(f"\n{'loss':<14} {'B':>4} {'steps':>6} " + " ".join(f"{m:>15}" for m in metrics) + f" {'final b':>8}")
+print(f"\n{'loss':<15} {'B':>4} {'steps':>6} " + " ".join(f"{m:>15}" for m in metrics) + f" {'final t':>8} {'final b':>8}")
 for B in sizes:
     for loss in losses_run:
         steps = next(r["steps"] for r in runs if r["loss"] == loss and r["batch_size"] == B)
-        cells = []
-        for m in metrics:
-            mean, sd, n = stat(loss, B, m)
-            cells.append(f"{mean:>8.3f} ± {sd:.3f}")
-        fb = [r.get("final_b") for r in runs if r["loss"] == loss and r["batch_size"] == B]
-        fb = "" if fb[0] is None else f"{np.mean(fb):.2f}"
-        print(f"{loss:<14} {B:>4} {steps:>6} " + " ".join(f"{c:>15}" for c in cells) + f" {fb:>8}")
-print(f"(mean ± std over seeds {seeds})")
+        cells = [f"{stat(loss, B, m)[0]:>7.3f} ± {stat(loss, B, m)[1]:.3f}" for m in metrics]
+        fb = seed_values(loss, B, "final_b") if loss != "clip" else []
+        print(f"{loss:<15} {B:>4} {steps:>6} " + " ".join(f"{c:>15}" for c in cells)
+              + f" {np.mean(seed_values(loss, B, 'final_t')):>8.1f} {(f'{np.mean(fb):.2f}' if fb else '-'):>8}")
+print(f"{'chance':<15} {'':>4} {'':>6} " + " ".join(f"{chance[m]:>15.4f}" for m in metrics))
+print(f"(mean ± standard deviation over seeds {seeds})")
 
 # %%
 fig, axes = plt.subplots(1, len(metrics), figsize=(13, 3.2), sharex=True)
 for ax, m in zip(axes, metrics):
     for loss, style in zip(losses_run, ("o-", "s-", "^--")):
-        means = [stat(loss, B, m)[0] for B in sizes]
-        sds = [stat(loss, B, m)[1] for B in sizes]
-        ax.errorbar(sizes, means, yerr=sds, fmt=style, capsize=3, label=loss)
+        ax.errorbar(sizes, [stat(loss, B, m)[0] for B in sizes], yerr=[stat(loss, B, m)[1] for B in sizes],
+                    fmt=style, capsize=3, label=loss)
+    ax.axhline(chance[m], color="grey", lw=1, ls=":", label="chance")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.set_xlabel("batch size (same examples seen)")
@@ -444,79 +465,116 @@ axes[0].legend(fontsize=8)
 fig.tight_layout()
 plt.show()
 
+# %% [markdown]
+# Where do $t$ and $b$ go when they are free? The curves are logged during training (seed 0;
+# the horizontal axis is the fraction of the run, so every batch size fits on one plot).
+
 # %%
-gap = {B: stat("sigmoid", B, "caption_top1")[0] - stat("clip", B, "caption_top1")[0] for B in sizes}
-gap_prior = {B: stat("sigmoid_prior", B, "caption_top1")[0] - stat("clip", B, "caption_top1")[0] for B in sizes}
+fig, (ax_t, ax_b) = plt.subplots(1, 2, figsize=(11, 3.4))
+colors = dict(zip(sizes, ("C0", "C1", "C2")))
+for r in runs:
+    if r["seed"] != seeds[0]:
+        continue
+    frac = np.array(r["curve"]["step"]) / r["steps"]
+    style = {"clip": ":", "sigmoid": "-", "sigmoid_capped": "--"}[r["loss"]]
+    ax_t.plot(frac, r["curve"]["t"], style, color=colors[r["batch_size"]], label=f"{r['loss']} B={r['batch_size']}")
+    if "b" in r["curve"]:
+        ax_b.plot(frac, r["curve"]["b"], style, color=colors[r["batch_size"]], label=f"{r['loss']} B={r['batch_size']}")
 for B in sizes:
-    print(f"B={B:>3}: sigmoid - clip = {gap[B]:+.3f}   sigmoid_prior - clip = {gap_prior[B]:+.3f}   (caption top-1)")
-final_b = [r["final_b"] for r in runs if r["loss"] == "sigmoid"]
-print(f"paper-init sigmoid runs end with b between {min(final_b):.2f} and {max(final_b):.2f} (started at -10)")
-worst = min(runs, key=lambda r: r["caption_top1"])
-print(f"worst run: {worst['loss']}, B={worst['batch_size']}, seed {worst['seed']}: caption top-1 {worst['caption_top1']:.3f}")
-for loss in losses_run:      # every loss learns at its best batch size (chance is 1/1512 = 0.0007)
-    best = max(sizes, key=lambda B: stat(loss, B, "caption_top1")[0])
-    check.at_least(stat(loss, best, "caption_top1")[0], 0.3, f"{loss}: mean caption top-1 at its best batch size (B={best})")
+    ax_b.axhline(prior_bias(B), color=colors[B], lw=0.8, alpha=0.5)
+ax_t.set_yscale("log")
+ax_t.set_title("scale t = exp(t')  (clip dotted, sigmoid solid, capped dashed)")
+ax_b.set_title("bias b (thin lines: the prior log(1/(B-1)))")
+for ax in (ax_t, ax_b):
+    ax.set_xlabel("fraction of the run")
+ax_b.legend(fontsize=7, ncol=2)
+fig.tight_layout()
+plt.show()
 
 # %%
-def spread(loss, B, metric="caption_top1"):
-    """Mean, sample standard deviation and count over the seeds."""
-    vals = [r[metric] for r in runs if r["loss"] == loss and r["batch_size"] == B]
-    return float(np.mean(vals)), float(np.std(vals, ddof=1)), len(vals)
-
-
-def versus_clip(loss, B):
-    """Difference of mean caption top-1 to CLIP's, two standard errors of it, and the verdict."""
-    (m1, s1, n1), (m0, s0, n0) = spread(loss, B), spread("clip", B)
-    diff, two_se = m1 - m0, 2 * math.sqrt(s1 ** 2 / n1 + s0 ** 2 / n0)
-    word = "ahead of" if diff > two_se else "behind" if diff < -two_se else "tied with"
-    return diff, two_se, word
+def versus(loss, B, other="clip", metric="caption_top1"):
+    """Difference of the means, and the verdict: a difference is called only when the seeds do not
+    overlap (every seed of one run above every seed of the other); otherwise it is a tie."""
+    (m1, _, lo1, hi1), (m0, _, lo0, hi0) = stat(loss, B, metric), stat(other, B, metric)
+    word = "ahead of" if lo1 > hi0 else "behind" if hi1 < lo0 else "tied with"
+    return m1 - m0, word
 
 
 def fmt(loss, B, metric="caption_top1"):
-    m, sd, _ = spread(loss, B, metric)
+    m, sd, lo, hi = stat(loss, B, metric)
     return f"{m:.3f} ± {sd:.3f}"
 
 
 small, large = sizes[0], sizes[-1]
-sd_max = {loss: max(spread(loss, B)[1] for B in sizes) for loss in losses_run}
-pos_small = [r["position_acc"] for r in runs if r["loss"] == "sigmoid" and r["batch_size"] == small]
-t_range = {loss: [r["final_t"] for r in runs if r["loss"] == loss] for loss in ("clip", "sigmoid")}
-lines = [f"**What the shipped runs say** ({len(seeds)} seeds; every number here is computed from the JSON; "
-         "± is the standard deviation over the seeds, and a difference is called only when it exceeds two "
-         "standard errors of the difference):", ""]
+free_b = {B: seed_values("sigmoid", B, "final_b") for B in sizes}
+capped_b = [r["final_b"] for r in runs if r["loss"] == "sigmoid_capped"]
+free_t = [r["final_t"] for r in runs if r["loss"] == "sigmoid"]
+clip_t = [r["final_t"] for r in runs if r["loss"] == "clip"]
 for B in sizes:
-    diff, two_se, word = versus_clip("sigmoid", B)
-    lines.append(f"- $B={B}$: the sigmoid loss is **{word}** CLIP's on caption top-1 ({fmt('sigmoid', B)} against "
-                 f"{fmt('clip', B)}; difference {diff:+.3f}, two standard errors {two_se:.3f}).")
+    print(f"B={B:>3}: sigmoid - clip {versus('sigmoid', B)[0]:+.3f} ({versus('sigmoid', B)[1]}), "
+          f"capped - clip {versus('sigmoid_capped', B)[0]:+.3f} ({versus('sigmoid_capped', B)[1]}), "
+          f"sigmoid - capped {versus('sigmoid', B, 'sigmoid_capped')[0]:+.3f} ({versus('sigmoid', B, 'sigmoid_capped')[1]})")
+print(f"free b ends in [{min(min(v) for v in free_b.values()):.2f}, {max(max(v) for v in free_b.values()):.2f}], "
+      f"capped b in [{min(capped_b):.2f}, {max(capped_b):.2f}]; free t in [{min(free_t):.1f}, {max(free_t):.1f}]")
+collapsed = {loss: sum(r["caption_top1"] < 10 * chance["caption_top1"] for r in runs if r["loss"] == loss) for loss in losses_run}
+print("runs ending below 10x chance on caption top-1:", collapsed)
+for loss in losses_run:      # every loss learns at its best batch size, far above chance (1/1512)
+    best = max(sizes, key=lambda B: stat(loss, B, "caption_top1")[0])
+    check.at_least(stat(loss, best, "caption_top1")[0], 0.3, f"{loss}: mean caption top-1 at its best batch size (B={best})")
+check.at_least(min(r["caption_top1"] for r in runs if r["loss"] == "clip") / chance["caption_top1"], 100,
+               "clip: its worst run over chance on caption top-1 (ratio)")
+# %%
+budget = batch_runs["settings"]["scalar_budget"]
+moved_b = max(abs(b - INIT_LOGIT_BIAS) for v in free_b.values() for b in v)
+ceiling = {loss: [r["final_t"] + r["final_b"] for r in runs if r["loss"] == loss] for loss in ("sigmoid", "sigmoid_capped")}
+sd_max = {loss: max(stat(loss, B, "caption_top1")[1] for B in sizes) for loss in losses_run}
+worst = min(runs, key=lambda r: r["caption_top1"])
+down = sum(b < INIT_LOGIT_BIAS for v in free_b.values() for b in v)
+n_free = sum(len(v) for v in free_b.values())
+lines = [f"**What the shipped runs say** ({len(seeds)} seeds; every number is computed from the JSON; ± is the "
+         "standard deviation over the seeds; a difference is called only when the seeds do not overlap, "
+         "otherwise it is a tie; chance is "
+         + ", ".join(f"{chance[m]:.4f} for {m}" for m in ("caption_top1", "shape_acc", "i2t_R@1")) + "):", ""]
+for B in sizes:
+    d, word = versus("sigmoid", B)
+    dc, wc = versus("sigmoid", B, "sigmoid_capped")
+    lines.append(f"- $B={B}$: caption top-1 is {fmt('clip', B)} for CLIP, {fmt('sigmoid', B)} for the sigmoid with free "
+                 f"scalars, {fmt('sigmoid_capped', B)} for the capped control: the sigmoid is **{word}** CLIP "
+                 f"({d:+.3f}) and {wc} the capped control ({dc:+.3f}).")
+same_verdict = sum(versus("sigmoid", B)[1] == versus("sigmoid_capped", B)[1] for B in sizes)
+ceil_gap = float(np.mean(ceiling["sigmoid"]) - np.mean(ceiling["sigmoid_capped"]))
+free_moves = moved_b < budget / 4
 lines += [
-    f"- **The sigmoid runs are less stable across seeds**: standard deviations up to {sd_max['sigmoid']:.3f}, "
-    f"against {sd_max['clip']:.3f} at most for CLIP. At $B={small}$ the sigmoid runs learn shape "
-    f"{'better' if spread('sigmoid', small, 'shape_acc')[0] > spread('clip', small, 'shape_acc')[0] else 'worse'} than CLIP "
-    f"({fmt('sigmoid', small, 'shape_acc')} against {fmt('clip', small, 'shape_acc')}) but not all of them learn the easy "
-    f"position attribute (position accuracy {min(pos_small):.2f} to {max(pos_small):.2f} over the seeds, CLIP "
-    f"{spread('clip', small, 'position_acc')[0]:.2f}); at $B={large}$ there are only "
-    f"{next(r['steps'] for r in runs if r['batch_size'] == large)} steps, and the worst run "
-    f"({worst['loss']}, seed {worst['seed']}, $B={worst['batch_size']}$) ends at {worst['caption_top1']:.3f}.",
-    f"- **The bias hardly moves**: the paper-initialised runs end with $b$ between {min(final_b):.2f} and "
-    f"{max(final_b):.2f} (started at -10; with Adam a parameter moves by about the learning rate, "
-    f"{batch_runs['settings']['lr']}, per step), and their scale $t$ ends between {min(t_range['sigmoid']):.1f} and "
-    f"{max(t_range['sigmoid']):.1f} while CLIP's ends between {min(t_range['clip']):.1f} and {max(t_range['clip']):.1f}. "
-    "So a positive pair's logit $t\\cos + b$ can hardly rise above 0 in these runs: the sigmoid runs are capped, "
-    "which makes this comparison harder on the sigmoid than the paper's.",
-    "- **Starting $b$ at the prior** $\\log\\frac{1}{B-1}$ (`sigmoid_prior`): caption top-1 "
-    + ", ".join(f"{fmt('sigmoid_prior', B)} at $B={B}$" for B in sizes) + "; against CLIP: "
-    + ", ".join(f"{versus_clip('sigmoid_prior', B)[2]} at $B={B}$" for B in sizes) + ".",
+    ("- **Freed, the bias does not climb; it sinks.** " if 2 * down > n_free else "- **Freed, the bias moves.** ")
+    + f"{down} of {n_free} free runs end with $b$ below -10 (between "
+    f"{min(min(v) for v in free_b.values()):.2f} and {max(max(v) for v in free_b.values()):.2f}; the capped control "
+    f"stays within {max(abs(b - INIT_LOGIT_BIAS) for b in capped_b):.2f} of -10; mean final $b$ "
+    + ", ".join(f"{np.mean(free_b[B]):.2f} at $B={B}$" for B in sizes) + "), and $t$ ends between "
+    f"{min(free_t):.1f} and {max(free_t):.1f}, while CLIP's $t$, given the same scalar group, ends between "
+    f"{min(clip_t):.1f} and {max(clip_t):.1f}. The largest move of $b$, {moved_b:.2f}, is well inside the "
+    f"{budget / 2:.0f} or so the scalar learning rate allows"
+    + (": the scalars went where the loss sent them, not where the optimiser held them." if free_moves else
+       ", a sizeable part of it: the scalar learning rate may still limit them."),
+    f"- So the ceiling on a positive pair's logit, $t + b$ at cosine 1, is {min(ceiling['sigmoid']) + 0.0:.1f} to "
+    f"{max(ceiling['sigmoid']):.1f} in the free runs and {round(min(ceiling['sigmoid_capped']), 1) + 0.0:.1f} to "
+    f"{max(ceiling['sigmoid_capped']):.1f} in the capped ones (means {ceil_gap:+.1f} apart). "
+    + ("The low ceiling is the loss's own choice at this stage of training (the towers do not yet separate "
+       "positives from negatives by enough for a larger $t$ to pay), not a limit of the optimiser. " if free_moves else "")
+    + f"Against CLIP, the free and the capped sigmoid get the same verdict at {same_verdict} of {len(sizes)} batch sizes.",
+    f"- **Stability**: the sigmoid runs' standard deviation over seeds reaches {sd_max['sigmoid']:.3f} "
+    f"({sd_max['sigmoid_capped']:.3f} capped), CLIP's {sd_max['clip']:.3f}; the worst run ({worst['loss']}, "
+    f"$B={worst['batch_size']}$, seed {worst['seed']}, {worst['steps']} steps) ends at caption top-1 "
+    f"{worst['caption_top1']:.3f} (chance {chance['caption_top1']:.4f}). Runs that end below ten times chance: " + ", ".join(f"{collapsed[l]} of {len(seeds) * len(sizes)} {l}"
+                                                                  for l in losses_run) + ".",
+    "",
+    "Why the difference from the paper? Its \"small\" batches are 512 to 16k pairs, trained for billions of "
+    f"examples (cited: SigLIP paper, sec. 4.2-4.3); ours are {small} to {large} pairs, "
+    f"{batch_runs['settings']['examples']:,} examples per run, with towers of a few hundred thousand parameters. "
+    + ("At this scale and budget CLIP's softmax is the more robust choice, and the reason is not the frozen "
+       "scalars of a naive optimiser. " if sum(versus("sigmoid", B)[1] == "behind" for B in sizes) >= 2 and free_moves else "")
+    + "The sigmoid's advantages that do not depend on scale are those of sections 5 and 7.",
 ]
 display(Markdown("\n".join(lines)))
-
-# %% [markdown]
-# Why the difference from the paper? Its "small" batches are 512 to 16k pairs, trained for
-# billions of examples (cited: SigLIP paper, sec. 4.2-4.3); ours are 8 to 128 pairs, a few
-# thousand steps at most (the table above) with a model of a few hundred thousand parameters.
-# The experiment shows what the sigmoid loss does *not* guarantee: at a toy scale and a short
-# budget, CLIP's softmax is the more robust choice, and the bias and scale that the paper's
-# initialisation fixes barely move in so few steps. The sigmoid's real advantages, which do not
-# depend on scale, are the ones of sections 5 and 7.
 
 # %% [markdown] tags=["slide"]
 # ## 7. Real processes: `torch.distributed`, all-gather against the ring
@@ -982,15 +1040,17 @@ check.answer("Exercise 7: what the bias does to non-matching pairs", "rises" if 
 #   (section 9): not a ViT-B/16.
 
 # %%
-verdict = {B: versus_clip("sigmoid", B)[2] for B in sizes}
+verdict = {B: versus("sigmoid", B)[1] for B in sizes}
 peak = {W: by[(W, "clip_allgather")][1] for W in (2, 4)}
 growth = (f"its peak per rank grew {peak[4] / peak[2]:.1f}-fold from $B={C_RANK * 2}$ to $B={C_RANK * 4}$ in section 7"
           if None not in peak.values() else "section 7 measures its peak per rank where the platform reports it")
 display(Markdown(
     f"- **The batch-size experiment** ({len(seeds)} seeds, batches of {small}-{large}, "
-    f"{batch_runs['settings']['examples']:,} examples per run): the sigmoid loss does not beat CLIP's at any "
-    "batch size; it is " + ", ".join(f"{verdict[B]} CLIP at $B={B}$" for B in sizes) + " (section 6), with a "
-    "larger spread over the seeds, and starting $b$ at the prior does not help. The paper's small-batch "
+    f"{batch_runs['settings']['examples']:,} examples per run): the sigmoid loss "
+    + ("beats CLIP's at some batch size" if "ahead of" in verdict.values() else "does not beat CLIP's at any batch size")
+    + "; it is " + ", ".join(f"{verdict[B]} CLIP at $B={B}$" for B in sizes) + " (section 6), with a "
+    "larger spread over the seeds, and giving $t'$ and $b$ their own learning rate (so that they can move at all "
+    "in so few steps) does not change that: freed, $b$ stays near or below -10. The paper's small-batch "
     "advantage was measured at 512-16k pairs (cited: SigLIP paper, fig. 2).\n\n"
     "**The notes' question: *why is SigLIP more efficient than CLIP?*** The notes answer: CLIP's softmax needs "
     "the whole batch in its denominator, hence large batches; SigLIP's independent sigmoids make the batch size "
@@ -1017,7 +1077,7 @@ display(Markdown(
 # |---|---|
 # | $L = -\frac{1}{N^2}\sum\log\sigma(z\,y\,\gamma - \delta)$ | ✗ divided by $|\mathcal{B}|$, bias inside the label (section 2; equal to `transformers`' loss) |
 # | "each pair an independent binary classification" | ✓ section 1; section 8 (a probability per pair) |
-# | "less dependent on batch size; small batches work" | ✗ not reproduced at our scale: sigmoid never ahead of CLIP, and less stable across seeds (section 6, verdicts with two standard errors); the paper's claim is for 512-16k pairs |
+# | "less dependent on batch size; small batches work" | ✗ not reproduced at our scale: sigmoid never ahead of CLIP, and less stable across seeds, also with $t'$ and $b$ free to move (section 6, against the capped control and chance, verdicts from the seeds' spread); the paper's claim is for 512-16k pairs |
 # | "TPU-friendly (no batch across devices needed)" | ✗ the batch *is* split across devices; what is not needed is the all-gather (sections 5, 7) |
 # | "GPU-wise split of the batch in distributed training" | ✓ sections 5 and 7: 1, 2, 4 processes give the same loss |
 # | "SigLIP-400M: 400M params ViT-B/16" (cited: the notes) | ✗ two models: SigLIP-Base is B/16 (93M image tower), So400m/14 is 428M (section 9) |

@@ -260,3 +260,49 @@ def test_ring_figure_and_viewer():
     assert image.value != first and step.max == 2
     devices.value = 4
     assert step.max == 3
+
+
+# ----------------------------------------------------------------------------- the scalars' own learning rate
+def _tiny_siglip():
+    tok = shapeworld_tokenizer()
+    return SigLIP(SigLIPConfig(vision=ViTConfig(image_size=32, patch_size=8, dim=16, depth=1, heads=2,
+                                                class_token=False, pooling="map"),
+                               text=TextConfig(vocab_size=tok.vocab_size, width=16, depth=1, heads=2),
+                               embed_dim=16))
+
+
+def test_param_groups_put_the_scalars_in_their_own_group_exactly_once():
+    from vislab.recipes.siglip import param_groups
+    model = _tiny_siglip()
+    scalars = {id(model.logit_scale), id(model.logit_bias)}
+    for scalar_lr in (None, 0.05):
+        groups = param_groups(model, 1e-3, scalar_lr)
+        ids = [id(p) for g in groups for p in g["params"]]
+        assert sorted(ids) == sorted(id(p) for p in model.parameters())       # every parameter, once
+        assert all(p.dim() >= 2 for p in groups[0]["params"]) and groups[0]["weight_decay"] == 0.05
+        assert groups[0]["lr"] == groups[1]["lr"] == 1e-3 and groups[1]["weight_decay"] == 0.0
+        if scalar_lr is None:
+            assert len(groups) == 2 and scalars <= {id(p) for p in groups[1]["params"]}
+        else:
+            assert len(groups) == 3 and {id(p) for p in groups[2]["params"]} == scalars
+            assert groups[2]["lr"] == scalar_lr and groups[2]["weight_decay"] == 0.0
+    clip = CLIP(CLIPConfig(vision=ViTConfig(image_size=32, patch_size=8, dim=16, depth=1, heads=2),
+                           text=TextConfig(vocab_size=40, width=16, depth=1, heads=2), embed_dim=8))
+    groups = param_groups(clip, 1e-3, 0.1)                                        # CLIP: t' only
+    assert [id(p) for p in groups[2]["params"]] == [id(clip.logit_scale)]
+
+
+def test_scalar_lr_lets_the_bias_move_while_the_default_keeps_it_near_its_init():
+    from vislab.recipes.siglip import train_contrastive
+    moved = {}
+    for scalar_lr in (None, 0.5):
+        torch.manual_seed(0)
+        model = _tiny_siglip()
+        b0, t0 = model.logit_bias.item(), model.logit_scale.item()
+        train_contrastive(model, "sigmoid", 8, 32, seed=0, lr=1e-3, scalar_lr=scalar_lr, log_every=1)
+        moved[scalar_lr] = (abs(model.logit_bias.item() - b0), abs(model.logit_scale.item() - t0))
+    assert max(moved[None]) < 4 * 1e-3 + 1e-6          # Adam: at most about lr per step, 4 steps
+    assert moved[0.5][0] > 0.4                         # first step alone moves b by scalar_lr (Adam's sign step)
+    for bad in ("fast", 0.0, -0.1, float("nan"), True):
+        with pytest.raises(ValueError, match="scalar_lr"):
+            train_contrastive(_tiny_siglip(), "sigmoid", 8, 32, seed=0, scalar_lr=bad)

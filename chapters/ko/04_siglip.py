@@ -393,52 +393,73 @@ for D in (1, 4, 16, 32, 128):
 #
 # - `clip`: CLIP의 소프트맥스 손실, $t$는 $1/0.07$에서 시작하고 100에서 상한을 둔다;
 # - `sigmoid`: 논문의 $t=10$, $b=-10$을 쓰는 SigLIP 손실;
-# - `sigmoid_prior`: 같은 손실이되 $b$를 3절의 사전값 $\log\frac{1}{B-1}$에서 시작한다.
+# - `sigmoid_capped`: 같은 손실과 초기화이되, 처음 시도할 때처럼 $t'$과 $b$를 타워와 같은
+#   학습률로 학습한다 (대조군).
+#
+# 왜 *capped* (묶인) 대조군인가? Adam은 그래디언트의 크기와 상관없이 모든 파라미터를 스텝마다
+# 대략 학습률만큼 움직인다. $10^{-3}$에서 스칼라 하나는 한 실행 동안 많아야 약
+# $\text{steps}\times 10^{-3}$만큼 움직일 수 있다: $b=-10$에서 시작하면 128 스텝 뒤에도 $-9.9$이다.
+# 논문의 실행은 수십만 스텝이므로 같은 규칙으로도 $t'$과 $b$가 손실이 보내는 곳 어디로든 갈 수
+# 있지만, 우리 실행에서는 초기값에 얼어붙는다. 그래서 `clip`과 `sigmoid`에서는 $t'$과 $b$가
+# 자기만의 AdamW 그룹 (`vislab.recipes.siglip.param_groups`)을 받고, 학습률은
+# $\text{budget}/\text{steps}$이다: 웜업과 코사인 스케줄을 거치면 배치 크기와 상관없이 모든 실행에서
+# 예산의 약 절반만큼 움직일 수 있다. 손실이 $b$를 $-10$에서 멀리 보내고 싶다면 이제 `sigmoid`
+# 실행은 그곳에 갈 수 있다. 아래의 궤적이 실제로 어디로 가는지 보여 준다.
 #
 # 시그모이드 실행들은 CLIP 실행의 초기 타워를 복사해서 시작한다 (`siglip_from_clip`). 평가는
 # 1,024개의 테스트 장면에서 한다: *제로샷 캡션 선택* (ShapeWorld가 만들 수 있는 1,512개의 캡션
 # 전체 중 이미지에 가장 가까운 것이 정확히 맞아야 한다), 그중 형태 속성의 정확도, 그리고 양방향
-# 검색 R@1. 실행에는 코어 하나로 약 두 시간이 걸리므로 (JSON에 각 실행의 소요 초가 기록되어 있다)
-# 스크립트로 돌렸고, 이 장은 그 JSON (`data/siglip_batch.json`, 이를 다시 만드는 명령 포함)을
-# 불러온다.
+# 검색 R@1. 실행은 스크립트로 돌렸고 (아래 셀이 코어 하나로 걸린 시간을 출력한다), 이 장은 그
+# JSON (`data/siglip_batch.json`, 이를 다시 만드는 명령 포함)을 불러온다.
 
 # %%
 batch_runs = json.loads((repo_root() / "data" / "siglip_batch.json").read_text())
 print("made by:", batch_runs["command"])
 print("settings:", batch_runs["settings"])
-print(f"{len(batch_runs['runs'])} runs, {sum(r['seconds'] for r in batch_runs['runs']) / 3600:.1f} hours on one core in all")
+print(f"{len(batch_runs['runs'])} runs, {sum(r['seconds'] for r in batch_runs['runs']) / 60:.0f} minutes on one core in all")
 runs = batch_runs["runs"]
-losses_run = ("clip", "sigmoid", "sigmoid_prior")
+losses_run = ("clip", "sigmoid", "sigmoid_capped")
 sizes = sorted({r["batch_size"] for r in runs})
 seeds = sorted({r["seed"] for r in runs})
 metrics = ("caption_top1", "shape_acc", "i2t_R@1", "t2i_R@1")
 
+# chance: a model that ignores the image (uniform over the candidates; retrieval counts identical captions)
+from vislab.clip import same_text_positives
+
+test_scenes = siglip_recipe.test_set()
+same_caption = same_text_positives(test_scenes.captions).float()
+chance = {"caption_top1": 1 / len(siglip_recipe.all_captions()[0]), "shape_acc": 1 / 7,
+          "i2t_R@1": same_caption.mean().item(), "t2i_R@1": same_caption.mean().item()}
+
+
+def seed_values(loss, B, metric):
+    return [r[metric] for r in runs if r["loss"] == loss and r["batch_size"] == B]
+
 
 def stat(loss, B, metric):
-    vals = [r[metric] for r in runs if r["loss"] == loss and r["batch_size"] == B]
-    return float(np.mean(vals)), float(np.std(vals)), len(vals)
+    """Mean, sample standard deviation, lowest and highest seed."""
+    vals = seed_values(loss, B, metric)
+    return float(np.mean(vals)), float(np.std(vals, ddof=1)), min(vals), max(vals)
 
 
-print(f"\n{'loss':<14} {'B':>4} {'steps':>6} " + " ".join(f"{m:>15}" for m in metrics) + f" {'final b':>8}")
+print(f"\n{'loss':<15} {'B':>4} {'steps':>6} " + " ".join(f"{m:>15}" for m in metrics) + f" {'final t':>8} {'final b':>8}")
 for B in sizes:
     for loss in losses_run:
         steps = next(r["steps"] for r in runs if r["loss"] == loss and r["batch_size"] == B)
-        cells = []
-        for m in metrics:
-            mean, sd, n = stat(loss, B, m)
-            cells.append(f"{mean:>8.3f} ± {sd:.3f}")
-        fb = [r.get("final_b") for r in runs if r["loss"] == loss and r["batch_size"] == B]
-        fb = "" if fb[0] is None else f"{np.mean(fb):.2f}"
-        print(f"{loss:<14} {B:>4} {steps:>6} " + " ".join(f"{c:>15}" for c in cells) + f" {fb:>8}")
-print(f"(mean ± std over seeds {seeds})")
+        cells = [f"{stat(loss, B, m)[0]:>7.3f} ± {stat(loss, B, m)[1]:.3f}" for m in metrics]
+        fb = seed_values(loss, B, "final_b") if loss != "clip" else []
+        print(f"{loss:<15} {B:>4} {steps:>6} " + " ".join(f"{c:>15}" for c in cells)
+              + f" {np.mean(seed_values(loss, B, 'final_t')):>8.1f} {(f'{np.mean(fb):.2f}' if fb else '-'):>8}")
+print(f"{'chance':<15} {'':>4} {'':>6} " + " ".join(f"{chance[m]:>15.4f}" for m in metrics))
+print(f"(mean ± standard deviation over seeds {seeds})")
 
 # %%
 fig, axes = plt.subplots(1, len(metrics), figsize=(13, 3.2), sharex=True)
 for ax, m in zip(axes, metrics):
     for loss, style in zip(losses_run, ("o-", "s-", "^--")):
-        means = [stat(loss, B, m)[0] for B in sizes]
-        sds = [stat(loss, B, m)[1] for B in sizes]
-        ax.errorbar(sizes, means, yerr=sds, fmt=style, capsize=3, label=loss)
+        ax.errorbar(sizes, [stat(loss, B, m)[0] for B in sizes], yerr=[stat(loss, B, m)[1] for B in sizes],
+                    fmt=style, capsize=3, label=loss)
+    ax.axhline(chance[m], color="grey", lw=1, ls=":", label="chance")
     ax.set_xscale("log", base=2)
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.set_xlabel("batch size (same examples seen)")
@@ -447,78 +468,116 @@ axes[0].legend(fontsize=8)
 fig.tight_layout()
 plt.show()
 
+# %% [markdown]
+# 자유로워진 $t$와 $b$는 어디로 가는가? 곡선은 학습 중에 기록한 것이다 (시드 0; 가로축은 실행에서
+# 진행된 비율이므로 모든 배치 크기가 한 그림에 들어간다).
+
 # %%
-gap = {B: stat("sigmoid", B, "caption_top1")[0] - stat("clip", B, "caption_top1")[0] for B in sizes}
-gap_prior = {B: stat("sigmoid_prior", B, "caption_top1")[0] - stat("clip", B, "caption_top1")[0] for B in sizes}
+fig, (ax_t, ax_b) = plt.subplots(1, 2, figsize=(11, 3.4))
+colors = dict(zip(sizes, ("C0", "C1", "C2")))
+for r in runs:
+    if r["seed"] != seeds[0]:
+        continue
+    frac = np.array(r["curve"]["step"]) / r["steps"]
+    style = {"clip": ":", "sigmoid": "-", "sigmoid_capped": "--"}[r["loss"]]
+    ax_t.plot(frac, r["curve"]["t"], style, color=colors[r["batch_size"]], label=f"{r['loss']} B={r['batch_size']}")
+    if "b" in r["curve"]:
+        ax_b.plot(frac, r["curve"]["b"], style, color=colors[r["batch_size"]], label=f"{r['loss']} B={r['batch_size']}")
 for B in sizes:
-    print(f"B={B:>3}: sigmoid - clip = {gap[B]:+.3f}   sigmoid_prior - clip = {gap_prior[B]:+.3f}   (caption top-1)")
-final_b = [r["final_b"] for r in runs if r["loss"] == "sigmoid"]
-print(f"paper-init sigmoid runs end with b between {min(final_b):.2f} and {max(final_b):.2f} (started at -10)")
-worst = min(runs, key=lambda r: r["caption_top1"])
-print(f"worst run: {worst['loss']}, B={worst['batch_size']}, seed {worst['seed']}: caption top-1 {worst['caption_top1']:.3f}")
-for loss in losses_run:      # every loss learns at its best batch size (chance is 1/1512 = 0.0007)
-    best = max(sizes, key=lambda B: stat(loss, B, "caption_top1")[0])
-    check.at_least(stat(loss, best, "caption_top1")[0], 0.3, f"{loss}: mean caption top-1 at its best batch size (B={best})")
+    ax_b.axhline(prior_bias(B), color=colors[B], lw=0.8, alpha=0.5)
+ax_t.set_yscale("log")
+ax_t.set_title("scale t = exp(t')  (clip dotted, sigmoid solid, capped dashed)")
+ax_b.set_title("bias b (thin lines: the prior log(1/(B-1)))")
+for ax in (ax_t, ax_b):
+    ax.set_xlabel("fraction of the run")
+ax_b.legend(fontsize=7, ncol=2)
+fig.tight_layout()
+plt.show()
 
 # %%
-def spread(loss, B, metric="caption_top1"):
-    """Mean, sample standard deviation and count over the seeds."""
-    vals = [r[metric] for r in runs if r["loss"] == loss and r["batch_size"] == B]
-    return float(np.mean(vals)), float(np.std(vals, ddof=1)), len(vals)
-
-
-def versus_clip(loss, B):
-    """Difference of mean caption top-1 to CLIP's, two standard errors of it, and the verdict."""
-    (m1, s1, n1), (m0, s0, n0) = spread(loss, B), spread("clip", B)
-    diff, two_se = m1 - m0, 2 * math.sqrt(s1 ** 2 / n1 + s0 ** 2 / n0)
-    word = "ahead of" if diff > two_se else "behind" if diff < -two_se else "tied with"
-    return diff, two_se, word
+def versus(loss, B, other="clip", metric="caption_top1"):
+    """Difference of the means, and the verdict: a difference is called only when the seeds do not
+    overlap (every seed of one run above every seed of the other); otherwise it is a tie."""
+    (m1, _, lo1, hi1), (m0, _, lo0, hi0) = stat(loss, B, metric), stat(other, B, metric)
+    word = "ahead of" if lo1 > hi0 else "behind" if hi1 < lo0 else "tied with"
+    return m1 - m0, word
 
 
 def fmt(loss, B, metric="caption_top1"):
-    m, sd, _ = spread(loss, B, metric)
+    m, sd, lo, hi = stat(loss, B, metric)
     return f"{m:.3f} ± {sd:.3f}"
 
 
 small, large = sizes[0], sizes[-1]
-sd_max = {loss: max(spread(loss, B)[1] for B in sizes) for loss in losses_run}
-pos_small = [r["position_acc"] for r in runs if r["loss"] == "sigmoid" and r["batch_size"] == small]
-t_range = {loss: [r["final_t"] for r in runs if r["loss"] == loss] for loss in ("clip", "sigmoid")}
-lines = [f"**What the shipped runs say** ({len(seeds)} seeds; every number here is computed from the JSON; "
-         "± is the standard deviation over the seeds, and a difference is called only when it exceeds two "
-         "standard errors of the difference):", ""]
+free_b = {B: seed_values("sigmoid", B, "final_b") for B in sizes}
+capped_b = [r["final_b"] for r in runs if r["loss"] == "sigmoid_capped"]
+free_t = [r["final_t"] for r in runs if r["loss"] == "sigmoid"]
+clip_t = [r["final_t"] for r in runs if r["loss"] == "clip"]
 for B in sizes:
-    diff, two_se, word = versus_clip("sigmoid", B)
-    lines.append(f"- $B={B}$: the sigmoid loss is **{word}** CLIP's on caption top-1 ({fmt('sigmoid', B)} against "
-                 f"{fmt('clip', B)}; difference {diff:+.3f}, two standard errors {two_se:.3f}).")
+    print(f"B={B:>3}: sigmoid - clip {versus('sigmoid', B)[0]:+.3f} ({versus('sigmoid', B)[1]}), "
+          f"capped - clip {versus('sigmoid_capped', B)[0]:+.3f} ({versus('sigmoid_capped', B)[1]}), "
+          f"sigmoid - capped {versus('sigmoid', B, 'sigmoid_capped')[0]:+.3f} ({versus('sigmoid', B, 'sigmoid_capped')[1]})")
+print(f"free b ends in [{min(min(v) for v in free_b.values()):.2f}, {max(max(v) for v in free_b.values()):.2f}], "
+      f"capped b in [{min(capped_b):.2f}, {max(capped_b):.2f}]; free t in [{min(free_t):.1f}, {max(free_t):.1f}]")
+collapsed = {loss: sum(r["caption_top1"] < 10 * chance["caption_top1"] for r in runs if r["loss"] == loss) for loss in losses_run}
+print("runs ending below 10x chance on caption top-1:", collapsed)
+for loss in losses_run:      # every loss learns at its best batch size, far above chance (1/1512)
+    best = max(sizes, key=lambda B: stat(loss, B, "caption_top1")[0])
+    check.at_least(stat(loss, best, "caption_top1")[0], 0.3, f"{loss}: mean caption top-1 at its best batch size (B={best})")
+check.at_least(min(r["caption_top1"] for r in runs if r["loss"] == "clip") / chance["caption_top1"], 100,
+               "clip: its worst run over chance on caption top-1 (ratio)")
+# %%
+budget = batch_runs["settings"]["scalar_budget"]
+moved_b = max(abs(b - INIT_LOGIT_BIAS) for v in free_b.values() for b in v)
+ceiling = {loss: [r["final_t"] + r["final_b"] for r in runs if r["loss"] == loss] for loss in ("sigmoid", "sigmoid_capped")}
+sd_max = {loss: max(stat(loss, B, "caption_top1")[1] for B in sizes) for loss in losses_run}
+worst = min(runs, key=lambda r: r["caption_top1"])
+down = sum(b < INIT_LOGIT_BIAS for v in free_b.values() for b in v)
+n_free = sum(len(v) for v in free_b.values())
+lines = [f"**What the shipped runs say** ({len(seeds)} seeds; every number is computed from the JSON; ± is the "
+         "standard deviation over the seeds; a difference is called only when the seeds do not overlap, "
+         "otherwise it is a tie; chance is "
+         + ", ".join(f"{chance[m]:.4f} for {m}" for m in ("caption_top1", "shape_acc", "i2t_R@1")) + "):", ""]
+for B in sizes:
+    d, word = versus("sigmoid", B)
+    dc, wc = versus("sigmoid", B, "sigmoid_capped")
+    lines.append(f"- $B={B}$: caption top-1 is {fmt('clip', B)} for CLIP, {fmt('sigmoid', B)} for the sigmoid with free "
+                 f"scalars, {fmt('sigmoid_capped', B)} for the capped control: the sigmoid is **{word}** CLIP "
+                 f"({d:+.3f}) and {wc} the capped control ({dc:+.3f}).")
+same_verdict = sum(versus("sigmoid", B)[1] == versus("sigmoid_capped", B)[1] for B in sizes)
+ceil_gap = float(np.mean(ceiling["sigmoid"]) - np.mean(ceiling["sigmoid_capped"]))
+free_moves = moved_b < budget / 4
 lines += [
-    f"- **The sigmoid runs are less stable across seeds**: standard deviations up to {sd_max['sigmoid']:.3f}, "
-    f"against {sd_max['clip']:.3f} at most for CLIP. At $B={small}$ the sigmoid runs learn shape "
-    f"{'better' if spread('sigmoid', small, 'shape_acc')[0] > spread('clip', small, 'shape_acc')[0] else 'worse'} than CLIP "
-    f"({fmt('sigmoid', small, 'shape_acc')} against {fmt('clip', small, 'shape_acc')}) but not all of them learn the easy "
-    f"position attribute (position accuracy {min(pos_small):.2f} to {max(pos_small):.2f} over the seeds, CLIP "
-    f"{spread('clip', small, 'position_acc')[0]:.2f}); at $B={large}$ there are only "
-    f"{next(r['steps'] for r in runs if r['batch_size'] == large)} steps, and the worst run "
-    f"({worst['loss']}, seed {worst['seed']}, $B={worst['batch_size']}$) ends at {worst['caption_top1']:.3f}.",
-    f"- **The bias hardly moves**: the paper-initialised runs end with $b$ between {min(final_b):.2f} and "
-    f"{max(final_b):.2f} (started at -10; with Adam a parameter moves by about the learning rate, "
-    f"{batch_runs['settings']['lr']}, per step), and their scale $t$ ends between {min(t_range['sigmoid']):.1f} and "
-    f"{max(t_range['sigmoid']):.1f} while CLIP's ends between {min(t_range['clip']):.1f} and {max(t_range['clip']):.1f}. "
-    "So a positive pair's logit $t\\cos + b$ can hardly rise above 0 in these runs: the sigmoid runs are capped, "
-    "which makes this comparison harder on the sigmoid than the paper's.",
-    "- **Starting $b$ at the prior** $\\log\\frac{1}{B-1}$ (`sigmoid_prior`): caption top-1 "
-    + ", ".join(f"{fmt('sigmoid_prior', B)} at $B={B}$" for B in sizes) + "; against CLIP: "
-    + ", ".join(f"{versus_clip('sigmoid_prior', B)[2]} at $B={B}$" for B in sizes) + ".",
+    ("- **Freed, the bias does not climb; it sinks.** " if 2 * down > n_free else "- **Freed, the bias moves.** ")
+    + f"{down} of {n_free} free runs end with $b$ below -10 (between "
+    f"{min(min(v) for v in free_b.values()):.2f} and {max(max(v) for v in free_b.values()):.2f}; the capped control "
+    f"stays within {max(abs(b - INIT_LOGIT_BIAS) for b in capped_b):.2f} of -10; mean final $b$ "
+    + ", ".join(f"{np.mean(free_b[B]):.2f} at $B={B}$" for B in sizes) + "), and $t$ ends between "
+    f"{min(free_t):.1f} and {max(free_t):.1f}, while CLIP's $t$, given the same scalar group, ends between "
+    f"{min(clip_t):.1f} and {max(clip_t):.1f}. The largest move of $b$, {moved_b:.2f}, is well inside the "
+    f"{budget / 2:.0f} or so the scalar learning rate allows"
+    + (": the scalars went where the loss sent them, not where the optimiser held them." if free_moves else
+       ", a sizeable part of it: the scalar learning rate may still limit them."),
+    f"- So the ceiling on a positive pair's logit, $t + b$ at cosine 1, is {min(ceiling['sigmoid']) + 0.0:.1f} to "
+    f"{max(ceiling['sigmoid']):.1f} in the free runs and {round(min(ceiling['sigmoid_capped']), 1) + 0.0:.1f} to "
+    f"{max(ceiling['sigmoid_capped']):.1f} in the capped ones (means {ceil_gap:+.1f} apart). "
+    + ("The low ceiling is the loss's own choice at this stage of training (the towers do not yet separate "
+       "positives from negatives by enough for a larger $t$ to pay), not a limit of the optimiser. " if free_moves else "")
+    + f"Against CLIP, the free and the capped sigmoid get the same verdict at {same_verdict} of {len(sizes)} batch sizes.",
+    f"- **Stability**: the sigmoid runs' standard deviation over seeds reaches {sd_max['sigmoid']:.3f} "
+    f"({sd_max['sigmoid_capped']:.3f} capped), CLIP's {sd_max['clip']:.3f}; the worst run ({worst['loss']}, "
+    f"$B={worst['batch_size']}$, seed {worst['seed']}, {worst['steps']} steps) ends at caption top-1 "
+    f"{worst['caption_top1']:.3f} (chance {chance['caption_top1']:.4f}). Runs that end below ten times chance: " + ", ".join(f"{collapsed[l]} of {len(seeds) * len(sizes)} {l}"
+                                                                  for l in losses_run) + ".",
+    "",
+    "Why the difference from the paper? Its \"small\" batches are 512 to 16k pairs, trained for billions of "
+    f"examples (cited: SigLIP paper, sec. 4.2-4.3); ours are {small} to {large} pairs, "
+    f"{batch_runs['settings']['examples']:,} examples per run, with towers of a few hundred thousand parameters. "
+    + ("At this scale and budget CLIP's softmax is the more robust choice, and the reason is not the frozen "
+       "scalars of a naive optimiser. " if sum(versus("sigmoid", B)[1] == "behind" for B in sizes) >= 2 and free_moves else "")
+    + "The sigmoid's advantages that do not depend on scale are those of sections 5 and 7.",
 ]
 display(Markdown("\n".join(lines)))
-
-# %% [markdown]
-# 왜 논문과 다를까? 논문의 "작은" 배치는 512에서 16k 쌍이고 수십억 개의 예제로 학습된다
-# (cited: SigLIP paper, sec. 4.2-4.3); 우리 배치는 8에서 128 쌍이고, 학습은 많아야 수천 스텝
-# (위 표), 모델은 파라미터가 수십만 개에 불과하다. 이 실험은 시그모이드 손실이 보장하지 *않는*
-# 것을 보여 준다. 장난감 규모와 짧은 학습 예산에서는 CLIP의 소프트맥스가 더 견고한 선택이며,
-# 논문의 초기화가 맞춰 두는 편향과 스케일은 이렇게 적은 스텝 동안 거의 움직이지 않는다. 규모에
-# 의존하지 않는 시그모이드의 진짜 장점은 5절과 7절에서 본 것들이다.
 
 # %% [markdown] tags=["slide"]
 # ## 7. 실제 프로세스: `torch.distributed`, all-gather 대 링
@@ -988,15 +1047,17 @@ check.answer("Exercise 7: what the bias does to non-matching pairs", "rises" if 
 #   (9절). ViT-B/16이 아니다.
 
 # %%
-verdict = {B: versus_clip("sigmoid", B)[2] for B in sizes}
+verdict = {B: versus("sigmoid", B)[1] for B in sizes}
 peak = {W: by[(W, "clip_allgather")][1] for W in (2, 4)}
 growth = (f"its peak per rank grew {peak[4] / peak[2]:.1f}-fold from $B={C_RANK * 2}$ to $B={C_RANK * 4}$ in section 7"
           if None not in peak.values() else "section 7 measures its peak per rank where the platform reports it")
 display(Markdown(
     f"- **The batch-size experiment** ({len(seeds)} seeds, batches of {small}-{large}, "
-    f"{batch_runs['settings']['examples']:,} examples per run): the sigmoid loss does not beat CLIP's at any "
-    "batch size; it is " + ", ".join(f"{verdict[B]} CLIP at $B={B}$" for B in sizes) + " (section 6), with a "
-    "larger spread over the seeds, and starting $b$ at the prior does not help. The paper's small-batch "
+    f"{batch_runs['settings']['examples']:,} examples per run): the sigmoid loss "
+    + ("beats CLIP's at some batch size" if "ahead of" in verdict.values() else "does not beat CLIP's at any batch size")
+    + "; it is " + ", ".join(f"{verdict[B]} CLIP at $B={B}$" for B in sizes) + " (section 6), with a "
+    "larger spread over the seeds, and giving $t'$ and $b$ their own learning rate (so that they can move at all "
+    "in so few steps) does not change that: freed, $b$ stays near or below -10. The paper's small-batch "
     "advantage was measured at 512-16k pairs (cited: SigLIP paper, fig. 2).\n\n"
     "**The notes' question: *why is SigLIP more efficient than CLIP?*** The notes answer: CLIP's softmax needs "
     "the whole batch in its denominator, hence large batches; SigLIP's independent sigmoids make the batch size "
@@ -1023,7 +1084,7 @@ display(Markdown(
 # |---|---|
 # | $L = -\frac{1}{N^2}\sum\log\sigma(z\,y\,\gamma - \delta)$ | ✗ $|\mathcal{B}|$로 나누고, 편향은 레이블 안에 있다 (2절; `transformers`의 손실과 같다) |
 # | "각 쌍이 독립적인 이진 분류" | ✓ 1절; 8절 (쌍마다 하나의 확률) |
-# | "배치 크기에 덜 의존하며, 작은 배치도 잘 된다" | ✗ 우리 규모에서는 재현되지 않는다: 시그모이드는 한 번도 CLIP을 앞서지 못했고 시드 간에도 덜 안정적이다 (6절, 표준 오차 두 배를 기준으로 한 판정); 논문의 주장은 512-16k 쌍에 대한 것이다 |
+# | "배치 크기에 덜 의존하며, 작은 배치도 잘 된다" | ✗ 우리 규모에서는 재현되지 않는다: 시그모이드는 한 번도 CLIP을 앞서지 못했고 시드 간에도 덜 안정적이며, $t'$과 $b$가 자유롭게 움직일 수 있어도 마찬가지이다 (6절, 묶인 대조군과 우연 수준에 대비, 시드 간 범위로 내린 판정); 논문의 주장은 512-16k 쌍에 대한 것이다 |
 # | "TPU 친화적 (장치 간에 배치가 필요 없음)" | ✗ 배치는 장치들에 *나뉜다*; 필요 없는 것은 all-gather이다 (5절, 7절) |
 # | "분산 학습에서 GPU별로 배치를 분할" | ✓ 5절과 7절: 1, 2, 4개의 프로세스가 같은 손실을 낸다 |
 # | "SigLIP-400M: 400M params ViT-B/16" (cited: the notes) | ✗ 두 개의 모델이다: SigLIP-Base는 B/16 (93M 이미지 타워), So400m/14는 428M (9절) |

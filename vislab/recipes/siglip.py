@@ -37,7 +37,7 @@ from vislab.train import fit
 from vislab.vit import ViTConfig
 
 __all__ = ["WORLD", "BLOCK", "ExampleStream", "all_captions", "test_set", "evaluate", "clip_config",
-           "make_pair", "train_contrastive", "CONFIG", "build", "train"]
+           "make_pair", "SCALARS", "param_groups", "train_contrastive", "CONFIG", "build", "train"]
 
 WORLD = dict(image_size=32, nuisance="none", max_shapes=1)
 BLOCK = 1024                 # examples generated at a time; every batch size used divides it
@@ -140,7 +140,8 @@ def make_pair(seed: int, tokenizer=None):
 def _loss_fn(kind: str):
     def clip_fn(model, batch):
         images, ids = batch
-        return clip_loss(model.encode_image(images), model.encode_text(ids), model.logit_scale.exp())
+        loss = clip_loss(model.encode_image(images), model.encode_text(ids), model.logit_scale.exp())
+        return loss, {"t": model.logit_scale.exp().item()}
 
     def sig_fn(model, batch):
         images, ids = batch
@@ -153,13 +154,43 @@ def _loss_fn(kind: str):
     return clip_fn if kind == "clip" else sig_fn
 
 
+SCALARS = ("logit_scale", "logit_bias")   # t' (and SigLIP's b): the loss's own scalars
+
+
+def param_groups(model, lr: float, scalar_lr: float | None = None, weight_decay: float = 0.05) -> list:
+    """AdamW parameter groups: matrices with weight decay, other tensors without, and, when
+    ``scalar_lr`` is given, the loss scalars t' = ``logit_scale`` and b = ``logit_bias`` in a group of
+    their own at learning rate ``scalar_lr`` (no decay).
+
+    Adam moves every parameter by about its learning rate per step whatever the gradient's size, so
+    a scalar trained at the towers' lr = 1e-3 moves at most about steps x 1e-3 in a run: 0.2 in 200
+    steps, nowhere near the distance from b = -10 to a useful bias. The paper's runs are long enough
+    (hundreds of thousands of steps) for that not to matter; short runs need the scalars' own lr.
+    The schedule (a ``LambdaLR``) scales every group alike.
+    """
+    if scalar_lr is not None and (isinstance(scalar_lr, bool) or not isinstance(scalar_lr, (int, float))
+                                  or not math.isfinite(scalar_lr) or scalar_lr <= 0):
+        raise ValueError(f"scalar_lr must be None or a positive finite number, got {scalar_lr!r}")
+    named = dict(model.named_parameters())
+    scalars = [named[n] for n in SCALARS if n in named] if scalar_lr is not None else []
+    ids = {id(p) for p in scalars}
+    decay = [p for p in model.parameters() if p.dim() >= 2 and id(p) not in ids]
+    rest = [p for p in model.parameters() if p.dim() < 2 and id(p) not in ids]
+    groups = [{"params": decay, "weight_decay": weight_decay, "lr": lr}, {"params": rest, "weight_decay": 0.0, "lr": lr}]
+    if scalars:
+        groups.append({"params": scalars, "weight_decay": 0.0, "lr": float(scalar_lr)})
+    return groups
+
+
 def train_contrastive(model, loss: str, batch_size: int, examples: int, seed: int, lr: float = 1e-3,
                       warmup: float = 0.05, device=None, max_seconds=None, progress: bool = False,
-                      log_every: int = 10, callback=None):
+                      log_every: int = 10, callback=None, scalar_lr: float | None = None):
     """Train ``model`` on ``examples`` examples of the stream ``seed`` in batches of ``batch_size``.
 
     AdamW (weight decay 0.05 on matrices only), linear warm-up over ``warmup`` of the steps then
     cosine decay to 0; CLIP's logit scale is clamped at log 100 after every step (open_clip).
+    ``scalar_lr``: the learning rate of t' (and b) in their own group (:func:`param_groups`);
+    ``None`` trains them at ``lr`` like every other parameter.
     Returns the :class:`vislab.train.History`.
     """
     if examples % batch_size:
@@ -167,10 +198,7 @@ def train_contrastive(model, loss: str, batch_size: int, examples: int, seed: in
     steps = examples // batch_size
     device = torch.device(device) if device is not None else next(model.parameters()).device
     stream = ExampleStream(seed)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": rest, "weight_decay": 0.0}],
-                            lr=lr, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(param_groups(model, lr, scalar_lr), lr=lr, betas=(0.9, 0.98))
     n_warm = max(1, int(warmup * steps))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / n_warm if s < n_warm else 0.5 * (1 + math.cos(math.pi * (s - n_warm) / max(1, steps - n_warm))))
