@@ -15,7 +15,8 @@
 #    train both versions with the same budget;
 # 4. train a tiny ViT on ShapeWorld for 400 steps (at least 80%), and load a shipped one that reaches ≥ 95%;
 # 5. read its attention maps per layer and head, `[CLS]` attention and attention rollout;
-# 6. run it at twice the resolution: no change, bicubic interpolation, 2D RoPE and tiling;
+# 6. run it at twice the resolution on a task that needs positions: no change, bicubic
+#    interpolation, 2D RoPE with and without position interpolation, and tiling;
 # 7. (online) load `google/vit-base-patch16-224` into vislab's ViT and look at real attention.
 
 # %%
@@ -512,151 +513,151 @@ _ = check.at_least(share, area, "CLS attends to the shape more than its share of
 # %% [markdown] tags=["slide"]
 # ## 10. Higher resolution at test time
 #
-# The notes ask how to extend a ViT to a higher resolution than it was trained at. We give
-# models trained at 32×32 two kinds of 64×64 images (the first 500 test scenes each):
-#
-# - **zoomed**: the same scenes rendered at 64×64, so every shape covers twice the pixels per
-#   side (what a higher-resolution photo of the same scene gives);
-# - **wider**: each 32 px test scene pasted at a random place on a black 64×64 canvas, so the
-#   shape keeps its size in pixels and only the field of view grows (what position embeddings
-#   alone must handle).
+# The notes ask how to extend a ViT to a higher resolution than it was trained at. To tell the
+# answers apart, the task must need positions: naming a shape does not (a shape is the same
+# shape anywhere; exercise 7 measures how much `vit_shapes` relies on its table). So this
+# section uses a second task, **"where is the shape?"** (`vislab.where`): one shape at a
+# continuous position on a 32×32 canvas, labelled by the quadrant that holds its
+# centre (four balanced classes). Nothing inside a patch says where the patch is, so without
+# positions a model can only guess. Two tiny ViTs with the recipe's architecture are shipped for
+# it: `vit_where` (learned table) and `vit_where_rope` (2D RoPE). Both are trained at 32 px and
+# tested on the same scenes rendered at 64×64, twice the resolution, with the same labels.
 #
 # With patch 8 the grid grows from 4×4 to 8×8: 64 patches, but the learned table has 16 entries.
 # The candidates:
 #
 # 1. **no change**: the table has no entry for three quarters of the 64 patches. ViT refuses (the error
 #    below); the closest thing to "no change" is to keep the 16 entries where they were (the top
-#    left 4×4 patches) and give the others none;
+#    left 4×4 patches) and give the others none (`table_kept`);
 # 2. **bicubic interpolation** of the table to 8×8 (`interpolate_pos_embed`, ViT section 3.2);
-# 3. **2D RoPE**: no table at all; queries and keys are rotated by angles proportional to
-#    their row and column (`ViTConfig(pos_embed="rope")`), so attention depends only on offsets
-#    and any grid runs unchanged; a second shipped model, `vit_shapes_rope`, is trained this way;
-# 4. **tiling**: cut the 64 px image into four 32 px tiles, each at the training resolution,
+# 3. **2D RoPE as is**: no table; queries and keys are rotated by angles proportional to their
+#    row and column (`ViTConfig(pos_embed="rope")`), so any grid runs unchanged, but the rows
+#    and columns beyond the fourth turn by angles the model never saw in training;
+# 4. **2D RoPE with position interpolation**: the same model with its coordinates scaled by
+#    32/64, so that the 8×8 grid spans the trained range (`rope_interpolated`; position
+#    interpolation was introduced for text, Chen et al. 2023, arXiv:2306.15595);
+# 5. **tiling**: cut the 64 px image into four 32 px tiles, each at the training resolution,
 #    and add up the four predicted distributions (plus, as InternVL does, a downscaled thumbnail).
 #
-# The downscaled image alone (throwing the extra pixels away) is the reference.
+# The downscaled image (throwing the extra pixels away) is the reference, and two controls say
+# what "no information" scores: chance (always answer the most frequent quadrant) and each model
+# at its trained 32 px with its positions removed.
 
 # %%
 vislab.show_source(interpolate_pos_embed)
 
 # %%
-vit_rope, meta_rope = load_or_train("vit_shapes_rope", device=device, use_checkpoint=USE_CHECKPOINT)
-n_hi = 500
-hi_images, hi_labels = test_set(image_size=64)                    # the same scenes at 64x64
-hi_images, hi_labels = hi_images[:n_hi], hi_labels[:n_hi]          # (500, 3, 64, 64)
-_ = check.equal(bool((hi_labels == test_labels[:n_hi]).all()), True, "the 64 px test set shows the same scenes")
-offsets = torch.randint(0, 33, (n_hi, 2), generator=torch.Generator().manual_seed(0))
-wide_images = torch.zeros(n_hi, 3, 64, 64)                         # (500, 3, 64, 64), black canvas
-for i, (r, c) in enumerate(offsets.tolist()):
-    wide_images[i, :, r:r + 32, c:c + 32] = test_images[i]         # the 32 px scene, same pixel size
+from vislab.stats import accuracy_interval, format_accuracy
+from vislab.where import (majority_share, positions_zeroed, probs, rope_interpolated, table_kept, tiled_probs,
+                          where_set)
+
+vit_where, meta_where = load_or_train("vit_where", device=device, use_checkpoint=USE_CHECKPOINT)
+vit_where_rope, meta_where_rope = load_or_train("vit_where_rope", device=device, use_checkpoint=USE_CHECKPOINT)
+n_hi = 1000
+where_images, where_labels = where_set(n_hi)                      # (1000, 3, 32, 32), quadrants 0..3
+hi_images, hi_labels = where_set(n_hi, image_size=64)             # the same scenes at 64x64
+_ = check.equal(bool((hi_labels == where_labels).all()), True, "the 64 px test set shows the same scenes")
 try:
-    vit_ckpt(hi_images[:1].to(device), interpolate_pos=False)
+    vit_where(hi_images[:1].to(device), interpolate_pos=False)
 except ValueError as err:
     print("ValueError:", err)
+vislab.show_source(table_kept)
+vislab.show_source(rope_interpolated)
 
 
 # %%
-def table_unchanged(model, image_size):
-    """A copy of ``model`` for ``image_size`` whose table keeps its trained entries on the same
-    top-left patches; the new patches get no position (zeros)."""
-    big = ViT(model.config.replace(image_size=image_size)).to(device).eval()
-    state = model.state_dict()
-    (g0h, g0w), (gh, gw) = model.config.grid, big.config.grid
-    old = state["pos_embed"]                                               # (1, 1 + g0h*g0w, D)
-    table = old.new_zeros(1, 1 + gh * gw, old.shape[-1])                   # (1, 1 + gh*gw, D)
-    table[:, 0] = old[:, 0]
-    table[:, 1:].view(1, gh, gw, -1)[:, :g0h, :g0w] = old[:, 1:].view(1, g0h, g0w, -1)
-    state["pos_embed"] = table
-    big.load_state_dict(state)
-    return big
+def thumbnail(x):
+    """(B, 3, 64, 64) -> (B, 3, 32, 32): the image at the trained size."""
+    return F.interpolate(x, size=32, mode="bilinear", antialias=True)
 
 
-@torch.no_grad()
-def probs(model, images):
-    return torch.cat([model(images[i:i + 500].to(device)).softmax(-1).cpu() for i in range(0, len(images), 500)])
+def n_correct(p, labels):
+    return int((p.argmax(-1) == labels).sum())
 
 
-def tiles_of(images, size=32):
-    """(B, 3, 64, 64) -> 4 x (B, 3, 32, 32), row-major."""
-    return [images[:, :, r:r + size, c:c + size] for r in range(0, images.shape[2], size)
-            for c in range(0, images.shape[3], size)]
-
-
-def accuracy(p):
-    return (p.argmax(-1) == hi_labels).float().mean().item()
-
-
-_tiled = {}
-
-
-def tiled(images):
-    """The sum of the four tiles' predicted distributions (computed once per image set)."""
-    if id(images) not in _tiled:
-        _tiled[id(images)] = sum(probs(vit_ckpt, t) for t in tiles_of(images))      # (B, K)
-    return _tiled[id(images)]
-
-
-vit_unchanged = table_unchanged(vit_ckpt, 64)
-methods = {
-    "downscaled to 32 px (reference)": lambda x: probs(vit_ckpt, F.interpolate(x, size=32, mode="bilinear", antialias=True)),
-    "no change: table kept on the top-left patches": lambda x: probs(vit_unchanged, x),
-    "bicubic interpolation of the table": lambda x: probs(vit_ckpt, x),
-    "2D RoPE (nothing to change)": lambda x: probs(vit_rope, x),
-    "tiling: 4 tiles of 32 px": lambda x: tiled(x),
-    "tiling: 4 tiles + thumbnail": lambda x: tiled(x) + probs(vit_ckpt, F.interpolate(x, size=32, mode="bilinear",
-                                                                                       antialias=True)),
+strategies = {
+    "downscaled to 32 px (reference)": lambda x: probs(vit_where, thumbnail(x)),
+    "no change: table kept on the top-left patches": lambda x: probs(table_kept(vit_where, 64), x),
+    "bicubic interpolation of the table": lambda x: probs(vit_where, x),
+    "2D RoPE as is (rows and columns 0..7)": lambda x: probs(vit_where_rope, x),
+    "2D RoPE + position interpolation (0, 0.5, .., 3.5)": lambda x: probs(rope_interpolated(vit_where_rope, 32 / 64), x),
+    "tiling: 4 tiles of 32 px": lambda x: tiled_probs(vit_where, x),
+    "tiling: 4 tiles + thumbnail": lambda x: tiled_probs(vit_where, x) + probs(vit_where, thumbnail(x)),
 }
-acc_32 = evaluate_accuracy(vit_ckpt, test_images[:n_hi].to(device), test_labels[:n_hi].to(device))
-acc_32_rope = evaluate_accuracy(vit_rope, test_images[:n_hi].to(device), test_labels[:n_hi].to(device))
-print(f"at the trained size (32 px): learned table {acc_32:.1%}, 2D RoPE {acc_32_rope:.1%}\n")
-resolution = {name: (accuracy(fn(hi_images)), accuracy(fn(wide_images))) for name, fn in methods.items()}
-print(f"{'64 px input':<48} {'zoomed':>8} {'wider':>8}")
-for name, (zoomed, wider) in resolution.items():
-    print(f"{name:<48} {zoomed:>8.1%} {wider:>8.1%}")
-zoomed_best = max(z for name, (z, _) in resolution.items() if "reference" not in name)
-_ = check.at_least(resolution["downscaled to 32 px (reference)"][0] - zoomed_best, 0.2,
-                   "zoomed scenes: downscaling beats every training-free way of feeding 64 px (margin)")
-_ = check.at_least(resolution["bicubic interpolation of the table"][1], 0.8,
-                   "wider canvas: bicubic interpolation keeps the shape classifier working")
-wide_gain = resolution["bicubic interpolation of the table"][1] - resolution["downscaled to 32 px (reference)"][1]
-_ = check.at_least(wide_gain, 0.5, "wider canvas: the full-resolution input beats downscaling (margin)")
+correct = {name: n_correct(fn(hi_images), hi_labels) for name, fn in strategies.items()}
+controls = {
+    "chance: always the most frequent quadrant": round(majority_share(hi_labels) * n_hi),
+    "learned table zeroed (32 px)": n_correct(probs(positions_zeroed(vit_where), where_images), where_labels),
+    "RoPE turned off (32 px)": n_correct(probs(positions_zeroed(vit_where_rope), where_images), where_labels),
+}
+trained = {"learned table": n_correct(probs(vit_where, where_images), where_labels),
+           "2D RoPE": n_correct(probs(vit_where_rope, where_images), where_labels)}
+rows = ["| | accuracy [95% interval] |", "|---|---|"]
+rows += [f"| trained size (32 px), {name} | {format_accuracy(c, n_hi)} |" for name, c in trained.items()]
+rows += [f"| **64 px:** {name} | {format_accuracy(c, n_hi)} |" for name, c in correct.items()]
+rows += [f"| control: {name} | {format_accuracy(c, n_hi)} |" for name, c in controls.items()]
+display(Markdown(f"**Where is the shape?** ({n_hi} test scenes, four quadrants; Wilson intervals)\n\n" + "\n".join(rows)))
 
 # %%
-def wilson(acc, n=n_hi):
-    """'acc [low, high]': the accuracy with its 95% Wilson interval on n scenes."""
-    ci = binomtest(round(acc * n), n).proportion_ci(method="wilson")
-    return f"{acc:.0%} [{ci.low:.0%}, {ci.high:.0%}]"
+def acc(name):
+    return {**correct, **controls, **trained}[name] / n_hi
 
 
-rows = ["| 64 px input | zoomed | wider |", "|---|---|---|"]
-rows += [f"| {name} | {wilson(z)} | {wilson(w)} |" for name, (z, w) in resolution.items()]
-display(Markdown("**The table with 95% intervals** (500 scenes each; at the trained 32 px the model scores "
-                 f"{acc_32:.0%}, the RoPE model {acc_32_rope:.0%}):\n\n" + "\n".join(rows)))
+def compare(a, b):
+    """'above', 'below' or 'tie': a tie wherever the two 95% intervals overlap."""
+    (lo_a, hi_a), (lo_b, hi_b) = (accuracy_interval({**correct, **controls, **trained}[k], n_hi) for k in (a, b))
+    return "above" if lo_a > hi_b else "below" if hi_a < lo_b else "tie"
 
-# %% [markdown]
-# **Reading the table.** Two different problems hide behind "higher resolution".
-#
-# - **Zoomed** (the same scene with more pixels): no way of handling positions rescues the
-#   model. The table kept in place, the bicubic table and 2D RoPE all lose much of the trained
-#   accuracy, and downscaling back to 32 px is the best of all (the checks above assert the
-#   margin). The reason is not the position embedding: with the same patch size, a shape now
-#   spans twice as many patches per side, and each patch holds a piece of edge the patch
-#   embedding never saw at that scale. Tiling is worse still, because the tiles cut the shapes
-#   apart. This is why the ViT paper (section 3.2) interpolates the table *and then fine-tunes*
-#   at the higher resolution, and why FlexiViT (Beyer et al. 2022, arXiv:2212.08013) trains with
-#   random patch sizes: at 64 px a patch of 16 (with the kernel resized) gives back the 4×4 grid
-#   and the scale the model knows, which is what the downscaled row does.
-# - **Wider** (the same shapes in a larger field of view): this is the position embedding's
-#   problem alone, and every scheme handles it: keeping the table in place, bicubic
-#   interpolation and 2D RoPE all keep most of the trained accuracy without any training, a
-#   little under the trained size because the `[CLS]` token now has four times as many (mostly
-#   black) patches to attend to. Downscaling shrinks the shapes below anything seen in training
-#   and fails; tiling fails because the empty tiles vote too.
-#
-# On this task a shape's identity does not depend on where it is, so the three position schemes
-# come out close to each other: where their intervals overlap in the table above, the difference
-# is a tie, not a ranking. The differences between them matter more for tasks that read
-# positions (chapter 9 measures tiling on a task that needs the extra pixels).
+
+KEPT, BICUBIC = "no change: table kept on the top-left patches", "bicubic interpolation of the table"
+ROPE, ROPE_PI = "2D RoPE as is (rows and columns 0..7)", "2D RoPE + position interpolation (0, 0.5, .., 3.5)"
+TILES, TILES_THUMB, DOWN = "tiling: 4 tiles of 32 px", "tiling: 4 tiles + thumbnail", "downscaled to 32 px (reference)"
+CHANCE = "chance: always the most frequent quadrant"
+for name in trained:
+    _ = check.at_least(acc(name), 0.9, f"trained size: the {name} model locates the shape")
+for name in ("learned table zeroed (32 px)", "RoPE turned off (32 px)"):
+    _ = check.at_most(acc(name) - acc(CHANCE), 0.1, f"control: {name} is near chance (margin)")
+_ = check.at_least(acc(BICUBIC) - acc(KEPT), 0.3, "64 px: bicubic interpolation beats keeping the table (margin)")
+_ = check.at_least(acc(ROPE_PI) - acc(ROPE), 0.3, "64 px: position interpolation rescues 2D RoPE (margin)")
+_ = check.at_least(acc(DOWN) - acc(TILES), 0.3, "64 px: tiles without their places lose the position (margin)")
+_ = check.equal(any(compare(name, DOWN) == "above" for name in correct if name != DOWN), False,
+                "64 px: without training, no strategy beats the downscaled image")
+
+# %%
+best_full = max((n for n in correct if n != DOWN), key=correct.get)
+verdict_words = {"above": "above", "below": "below", "tie": "tied with"}
+display(Markdown("\n".join([
+    "**Reading the table.** Every number below is this run's, from the table above; \"tie\" means the two "
+    "95% intervals overlap.",
+    "",
+    f"- **The controls.** Chance is {acc(CHANCE):.0%}. The learned model with its table zeroed scores "
+    f"{acc('learned table zeroed (32 px)'):.0%} ({verdict_words[compare('learned table zeroed (32 px)', CHANCE)]} "
+    f"chance), the RoPE model with its rotations removed {acc('RoPE turned off (32 px)'):.0%} "
+    f"({verdict_words[compare('RoPE turned off (32 px)', CHANCE)]} chance): the task needs positions. With them, "
+    f"the two models score {acc('learned table'):.0%} and {acc('2D RoPE'):.0%} at 32 px.",
+    f"- **Learned table.** Keeping the table on the top-left patches gives {acc(KEPT):.0%}: the shape's patches "
+    "sit where the model has learned other places, or have no place at all. Bicubic interpolation "
+    f"gives {acc(BICUBIC):.0%}, {verdict_words[compare(BICUBIC, KEPT)]} keeping the table: resampling the table "
+    "keeps each patch's place as a fraction of the image, which is what the quadrant needs.",
+    f"- **2D RoPE.** As is, it scores {acc(ROPE):.0%}: relative angles carry over to any grid, but the `[CLS]` "
+    "token is not rotated, so what it reads from a patch depends on the patch's absolute angle, and rows and "
+    "columns beyond the fourth turn further than anything seen in training. With position interpolation it scores "
+    f"{acc(ROPE_PI):.0%}, {verdict_words[compare(ROPE_PI, ROPE)]} RoPE as is, and "
+    f"{verdict_words[compare(ROPE_PI, BICUBIC)]} the bicubic table. \"RoPE needs nothing resampled\" holds for "
+    "offsets between patches, not for a readout of where in the image a patch is.",
+    f"- **Tiling.** Four tiles score {acc(TILES):.0%}, {verdict_words[compare(TILES, CHANCE)]} chance: each tile "
+    "is classified as if it were the whole image, so the summed vote forgets which tile the shape was in. "
+    f"The thumbnail brings it to {acc(TILES_THUMB):.0%}, still {verdict_words[compare(TILES_THUMB, DOWN)]} the "
+    f"thumbnail alone ({acc(DOWN):.0%}, the downscaled reference). InternVL keeps the tiles' order for the "
+    "language model, which is what a summed vote throws away (chapter 7).",
+    f"- **Against the reference.** The best way of feeding all 64 px is the {best_full!r} row, "
+    f"{acc(best_full):.0%}, {verdict_words[compare(best_full, DOWN)]} the downscaled image ({acc(DOWN):.0%}): "
+    "without training, the extra pixels buy nothing on a task that does not need them, and the best one can do "
+    "is not to lose the positions. The ViT paper interpolates the table *and then fine-tunes* at the higher "
+    "resolution. FlexiViT (Beyer et al. 2022, arXiv:2212.08013) trains with random patch sizes instead, so that "
+    "at 64 px a patch of 16 gives back the 4×4 grid and the scale the model knows, which is what the downscaled "
+    "row does.",
+])))
 
 # %% [markdown] tags=["slide"]
 # ## 11. Exercises
@@ -861,7 +862,7 @@ given_7 = None if my_answer_7 is None else (round(float(my_accuracy_without_posi
 _ = check.answer("Exercise 7: the shipped ViT without its position table", given_7,
                  (round(acc_no_positions, 3), "yes" if acc_no_positions >= 0.9 else "no"),
                  explain="a shape is the same shape anywhere, so a bag of patch tokens mixed by attention is "
-                         "enough to name it; a task that reads positions (left of, right of) would need the table.",
+                         "enough to name it; section 10's 'where is the shape?' task needs the table.",
                  hint="copy.deepcopy(vit_ckpt), then .pos_embed.zero_() under torch.no_grad()")
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
@@ -887,10 +888,11 @@ _ = check.answer("Exercise 7: the shipped ViT without its position table", (roun
 #   slower.
 # - A tiny ViT learns ShapeWorld shapes where a linear probe on raw pixels fails, and its
 #   `[CLS]` token attends to the shape (this run's numbers are printed below).
-# - At a higher resolution, a learned table can be kept, resampled (bicubic) or replaced by
-#   relative positions (2D RoPE): all three handle a wider field of view without training. None
-#   of them handles objects that got bigger in patches; that needs fine-tuning, or keeping the
-#   patch scale (downscaling, FlexiViT's resized patches). Tiling cuts objects apart.
+# - At a higher resolution, on a task that needs positions ("where is the shape?"), keeping the
+#   table on its old patches fails and bicubic interpolation works; 2D RoPE runs on any grid but
+#   fails beyond its trained range unless its positions are interpolated; tiles summed without
+#   their places lose the position. Without fine-tuning none beats the downscaled image
+#   (this run's table and verdicts are in section 10).
 
 # %%
 display(Markdown(
@@ -908,28 +910,27 @@ display(Markdown(
 # section 10's table; the next cell reads the answers off it.
 
 # %%
-def at(name, view):
-    return wilson(resolution[name][0 if view == "zoomed" else 1])
+def at(name):
+    return format_accuracy({**correct, **controls, **trained}[name], n_hi)
 
 
 display(Markdown("\n".join([
-    "1. **\"Bicubic interpolation of the position embeddings on the 2D grid.\"** It runs, and it is enough when "
-    f"the field of view grows (wider: {at('bicubic interpolation of the table', 'wider')}). It is not enough when "
-    f"the objects grow in pixels (zoomed: {at('bicubic interpolation of the table', 'zoomed')}), and then neither "
-    "is anything else without training: the ViT paper fine-tunes after interpolating.",
-    "2. **\"2D RoPE (InternViT, Qwen2-VL).\"** Nothing to resample: the RoPE model runs on the 8×8 grid as it is, "
-    f"and keeps {at('2D RoPE (nothing to change)', 'wider')} on the wider canvas; zoomed it gets "
-    f"{at('2D RoPE (nothing to change)', 'zoomed')}, because position is not what breaks. Of the two models the "
-    "notes name, only Qwen2-VL's encoder uses 2D RoPE; InternViT learns an absolute position table and resizes it "
+    "1. **\"Bicubic interpolation of the position embeddings on the 2D grid.\"** It works without training on a "
+    f"task that reads positions: {at(BICUBIC)} at 64 px, against {at(KEPT)} for keeping the table on its old "
+    f"patches and {at(CHANCE)} for chance. It does not beat the downscaled image ({at(DOWN)}, "
+    f"{verdict_words[compare(BICUBIC, DOWN)]} it); the ViT paper fine-tunes after interpolating.",
+    "2. **\"2D RoPE (InternViT, Qwen2-VL).\"** It runs on the 8×8 grid as it is, but as is it scores "
+    f"{at(ROPE)}: what the `[CLS]` token reads depends on absolute angles, and the new rows and columns turn "
+    f"further than in training. Interpolating its positions gives {at(ROPE_PI)}. Of the two models the notes "
+    "name, only Qwen2-VL's encoder uses 2D RoPE; InternViT learns an absolute position table and resizes it "
     "bicubically for each input (see below).",
     "3. **\"Dynamic resolution: split into tiles, each at the original resolution.\"** Each tile is at the trained "
-    f"resolution, but the tiles cut shapes apart (zoomed: {at('tiling: 4 tiles of 32 px', 'zoomed')}) and empty "
-    f"tiles vote too (wider: {at('tiling: 4 tiles of 32 px', 'wider')}); a thumbnail helps on the zoomed scenes "
-    f"({at('tiling: 4 tiles + thumbnail', 'zoomed')}). Tiling pays when small details need the pixels and a "
-    "thumbnail keeps the whole picture: chapters 7 and 9.",
+    f"resolution, but a summed vote forgets where each tile was ({at(TILES)}); a thumbnail gives back part of it "
+    f"({at(TILES_THUMB)}). Tiling pays when small details need the pixels and the tiles' places are kept: "
+    "chapters 7 and 9.",
     "4. **\"FlexiViT: train with various patch sizes.\"** Not trained here; the downscaled row shows what it buys: "
     "keeping the number of patches per object (a patch of 16 at 64 px sees what a patch of 8 saw at 32 px) gives "
-    f"back {at('downscaled to 32 px (reference)', 'zoomed')} on the zoomed scenes.",
+    f"{at(DOWN)}.",
 ])))
 
 # %% [markdown]
@@ -962,10 +963,10 @@ display(Markdown("\n".join([
 #    difference a tie?
 # 8. What does attention rollout compute, and why does it mix each layer's map with the
 #    identity?
-# 9. A model trained at 32 px is given 64 px images. Why does bicubic interpolation of the
-#    position table help on the "wider" scenes but not on the "zoomed" ones?
-# 10. What does 2D RoPE change in attention, and why does it need nothing resampled at a new
-#     resolution? Which of the models the notes name actually uses it?
+# 9. A model trained at 32 px to say where a shape is gets the same scenes at 64 px. Why does
+#    keeping the table on its old patches fail, and what does bicubic interpolation preserve?
+# 10. What does 2D RoPE change in attention, why does it run on any grid, and why did it still
+#     need position interpolation in section 10? Which of the models the notes name uses it?
 # 11. Why is the loss of a freshly built vislab ViT exactly $\log K$ for $K$ classes?
 # 12. The shipped model still names shapes with its position table set to zero. What does that
 #     say about the task, and what task would break it?
@@ -995,17 +996,21 @@ display(Markdown("\n".join([
 # 8. The product of the head-averaged maps of layers 1..ℓ: how much each input token flows into
 #    a chosen token. The residual connection carries each token's own state forward, so each
 #    layer's map is averaged with the identity before multiplying.
-# 9. On the wider scenes only the number of positions changed: a resampled table gives every
-#    new patch a sensible position. On zoomed scenes the shapes cover twice as many patches per
-#    side: each patch shows a part of an edge at a scale the patch embedding never saw, which no
-#    position scheme fixes without fine-tuning.
+# 9. Kept in place, the table covers only the top-left quarter of the new grid: a shape there
+#    is read as if it filled the old image, and a shape elsewhere has no position at all.
+#    Bicubic interpolation gives each patch the position of the same fraction of the image,
+#    which is what "which quadrant" asks.
 # 10. It rotates queries and keys by angles proportional to their row and column, so scores
-#     depend only on offsets; there is no table to resample. Qwen2-VL's encoder uses it;
-#     InternViT uses a learned table resized bicubically.
+#     between patches depend only on offsets, and there is no table to resample. But the
+#     `[CLS]` token is not rotated, so what it reads from a patch depends on that patch's own
+#     angle: at 64 px the new rows and columns turn further than in training. Scaling the
+#     coordinates (position interpolation) keeps the angles in the trained range. Qwen2-VL's
+#     encoder uses 2D RoPE; InternViT uses a learned table resized bicubically.
 # 11. The head's weights and bias start at zero, so every logit is 0, the softmax is uniform and
 #     the cross-entropy is $-\log(1/K) = \log K$.
 # 12. Naming a shape does not depend on where it is, so a bag of patches suffices; any task that
-#     reads positions (left of / right of, counting by region) would need the table.
+#     reads positions (left of / right of, which quadrant, counting by region) needs the table,
+#     and section 10's control (the table zeroed) falls to chance on one.
 
 # %% [markdown] tags=["online"]
 # ## Online: a real ViT-B/16 inside vislab (optional)

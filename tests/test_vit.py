@@ -419,3 +419,12 @@ def test_vit_recipes_build_and_batches():
         sched.step()
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0) and lrs[50] == pytest.approx(1.0)
     assert lrs[75] == pytest.approx(1.0) and lrs[99] == pytest.approx(0.04) and lrs[87] < 1.0
+
+
+def test_where_recipes_build_four_way_classifiers():
+    from vislab import recipes
+    from vislab.recipes.vit import WHERE_MODEL
+    r = recipes.get("vit_where")
+    assert r.build(r.config).config == WHERE_MODEL and WHERE_MODEL.num_classes == 4
+    rope = recipes.get("vit_where_rope").build(recipes.get("vit_where_rope").config)
+    assert rope.config.pos_embed == "rope" and rope.pos_embed is None

@@ -18,7 +18,8 @@
 #    두 버전을 같은 예산으로 학습시킨다.
 # 4. 작은 ViT를 ShapeWorld에서 400 스텝 학습시키고(최소 80%), ≥ 95%에 도달하는 배포된 모델을 불러온다.
 # 5. 층별·헤드별 어텐션 맵, `[CLS]` 어텐션, 어텐션 롤아웃 (attention rollout)을 읽는다.
-# 6. 두 배 해상도에서 실행한다: 변경 없음, 쌍삼차 보간, 2D RoPE, 타일링.
+# 6. 위치가 필요한 과제에서 두 배 해상도로 실행한다: 변경 없음, 쌍삼차 보간, 위치 보간이 있거나
+#    없는 2D RoPE, 타일링.
 # 7. (온라인) `google/vit-base-patch16-224`를 vislab의 ViT에 불러와 실제 어텐션을 살펴본다.
 
 # %%
@@ -509,146 +510,150 @@ _ = check.at_least(share, area, "CLS attends to the shape more than its share of
 # %% [markdown] tags=["slide"]
 # ## 10. 테스트 시의 더 높은 해상도
 #
-# 노트는 ViT를 학습 때보다 높은 해상도 (resolution)로 확장하는 방법을 묻는다. 32×32에서 학습된
-# 모델에 두 종류의 64×64 이미지를 준다(각각 처음 500개의 테스트 장면).
-#
-# - **확대** (zoomed): 같은 장면을 64×64로 렌더링하여 모든 도형이 한 변당 두 배의 픽셀을 차지한다
-#   (같은 장면을 더 높은 해상도로 찍은 사진에 해당한다).
-# - **넓힘** (wider): 각 32 px 테스트 장면을 검은 64×64 캔버스의 임의 위치에 붙여 넣는다. 도형은
-#   픽셀 크기를 유지하고 시야만 넓어진다(위치 임베딩만으로 감당해야 하는 경우).
+# 노트는 ViT를 학습 때보다 높은 해상도 (resolution)로 확장하는 방법을 묻는다. 답들을 서로 구별하려면
+# 과제가 위치를 필요로 해야 한다. 도형의 이름을 맞히는 데는 위치가 필요 없다(도형은 어디에 있든 같은
+# 도형이다. 연습 7은 `vit_shapes`가 테이블에 얼마나 의존하는지 측정한다). 그래서 이 절은 두 번째 과제
+# **"도형은 어디에 있는가?"** (`vislab.where`)를 쓴다. 32×32 캔버스의 연속적인 위치에 도형 하나가
+# 있고, 그 중심이 속한 사분면 (quadrant)이 레이블이다(균형 잡힌 네 클래스). 패치 안의 어떤 것도 그
+# 패치가 어디에 있는지 말해 주지 않으므로, 위치가 없으면 모델은 추측할 수밖에 없다. 이 과제를 위해
+# 레시피와 같은 구조의 작은 ViT 두 개를 배포한다. `vit_where`(학습된 테이블)와 `vit_where_rope`(2D
+# RoPE)다. 둘 다 32 px에서 학습하고, 같은 장면을 두 배 해상도인 64×64로 렌더링하여 같은 레이블로
+# 테스트한다.
 #
 # 패치 8이면 그리드가 4×4에서 8×8로 커진다. 패치는 64개이지만 학습된 테이블의 항목은 16개다.
 # 후보는 다음과 같다.
 #
 # 1. **변경 없음**: 테이블에는 64개 패치 중 사분의 삼에 해당하는 항목이 없다. ViT는 이를 거부한다
 #    (아래의 오류). "변경 없음"에 가장 가까운 것은 16개 항목을 원래 자리(왼쪽 위 4×4 패치)에 두고
-#    나머지 패치에는 아무것도 주지 않는 것이다.
+#    나머지 패치에는 아무것도 주지 않는 것이다(`table_kept`).
 # 2. 테이블을 8×8로 **쌍삼차 보간** (bicubic interpolation)한다(`interpolate_pos_embed`, ViT 3.2절).
-# 3. **2D RoPE**: 테이블이 아예 없다. 쿼리와 키를 행과 열에 비례하는 각도만큼 회전시키므로
-#    (`ViTConfig(pos_embed="rope")`) 어텐션은 오프셋에만 의존하고, 어떤 그리드든 그대로 실행된다.
-#    이 방식으로 학습한 두 번째 배포 모델 `vit_shapes_rope`가 있다.
-# 4. **타일링** (tiling): 64 px 이미지를 학습 해상도인 32 px 타일 네 개로 자르고, 예측된 네 분포를
+# 3. **있는 그대로의 2D RoPE**: 테이블이 없다. 쿼리와 키를 행과 열에 비례하는 각도만큼 회전시키므로
+#    (`ViTConfig(pos_embed="rope")`) 어떤 그리드든 그대로 실행되지만, 넷째를 넘는 행과 열은 모델이
+#    학습에서 본 적 없는 각도만큼 회전한다.
+# 4. **위치 보간 (position interpolation)을 더한 2D RoPE**: 같은 모델의 좌표에 32/64를 곱해, 8×8
+#    그리드가 학습된 범위에 걸치게 한다(`rope_interpolated`. 위치 보간은 텍스트를 위해 제안되었다,
+#    Chen et al. 2023, arXiv:2306.15595).
+# 5. **타일링** (tiling): 64 px 이미지를 학습 해상도인 32 px 타일 네 개로 자르고, 예측된 네 분포를
 #    더한다(InternVL처럼 축소한 썸네일 (thumbnail)의 예측도 더한다).
 #
-# (추가 픽셀을 버리고) 축소한 이미지만 쓰는 것이 기준이다.
+# (추가 픽셀을 버리고) 축소한 이미지가 기준이며, 두 대조군 (control)이 "정보 없음"의 점수를 알려 준다.
+# 우연 수준(항상 가장 흔한 사분면으로 답한다)과, 학습 해상도 32 px에서 위치를 제거한 각 모델이다.
 
 # %%
 vislab.show_source(interpolate_pos_embed)
 
 # %%
-vit_rope, meta_rope = load_or_train("vit_shapes_rope", device=device, use_checkpoint=USE_CHECKPOINT)
-n_hi = 500
-hi_images, hi_labels = test_set(image_size=64)                    # the same scenes at 64x64
-hi_images, hi_labels = hi_images[:n_hi], hi_labels[:n_hi]          # (500, 3, 64, 64)
-_ = check.equal(bool((hi_labels == test_labels[:n_hi]).all()), True, "the 64 px test set shows the same scenes")
-offsets = torch.randint(0, 33, (n_hi, 2), generator=torch.Generator().manual_seed(0))
-wide_images = torch.zeros(n_hi, 3, 64, 64)                         # (500, 3, 64, 64), black canvas
-for i, (r, c) in enumerate(offsets.tolist()):
-    wide_images[i, :, r:r + 32, c:c + 32] = test_images[i]         # the 32 px scene, same pixel size
+from vislab.stats import accuracy_interval, format_accuracy
+from vislab.where import (majority_share, positions_zeroed, probs, rope_interpolated, table_kept, tiled_probs,
+                          where_set)
+
+vit_where, meta_where = load_or_train("vit_where", device=device, use_checkpoint=USE_CHECKPOINT)
+vit_where_rope, meta_where_rope = load_or_train("vit_where_rope", device=device, use_checkpoint=USE_CHECKPOINT)
+n_hi = 1000
+where_images, where_labels = where_set(n_hi)                      # (1000, 3, 32, 32), quadrants 0..3
+hi_images, hi_labels = where_set(n_hi, image_size=64)             # the same scenes at 64x64
+_ = check.equal(bool((hi_labels == where_labels).all()), True, "the 64 px test set shows the same scenes")
 try:
-    vit_ckpt(hi_images[:1].to(device), interpolate_pos=False)
+    vit_where(hi_images[:1].to(device), interpolate_pos=False)
 except ValueError as err:
     print("ValueError:", err)
+vislab.show_source(table_kept)
+vislab.show_source(rope_interpolated)
 
 
 # %%
-def table_unchanged(model, image_size):
-    """A copy of ``model`` for ``image_size`` whose table keeps its trained entries on the same
-    top-left patches; the new patches get no position (zeros)."""
-    big = ViT(model.config.replace(image_size=image_size)).to(device).eval()
-    state = model.state_dict()
-    (g0h, g0w), (gh, gw) = model.config.grid, big.config.grid
-    old = state["pos_embed"]                                               # (1, 1 + g0h*g0w, D)
-    table = old.new_zeros(1, 1 + gh * gw, old.shape[-1])                   # (1, 1 + gh*gw, D)
-    table[:, 0] = old[:, 0]
-    table[:, 1:].view(1, gh, gw, -1)[:, :g0h, :g0w] = old[:, 1:].view(1, g0h, g0w, -1)
-    state["pos_embed"] = table
-    big.load_state_dict(state)
-    return big
+def thumbnail(x):
+    """(B, 3, 64, 64) -> (B, 3, 32, 32): the image at the trained size."""
+    return F.interpolate(x, size=32, mode="bilinear", antialias=True)
 
 
-@torch.no_grad()
-def probs(model, images):
-    return torch.cat([model(images[i:i + 500].to(device)).softmax(-1).cpu() for i in range(0, len(images), 500)])
+def n_correct(p, labels):
+    return int((p.argmax(-1) == labels).sum())
 
 
-def tiles_of(images, size=32):
-    """(B, 3, 64, 64) -> 4 x (B, 3, 32, 32), row-major."""
-    return [images[:, :, r:r + size, c:c + size] for r in range(0, images.shape[2], size)
-            for c in range(0, images.shape[3], size)]
-
-
-def accuracy(p):
-    return (p.argmax(-1) == hi_labels).float().mean().item()
-
-
-_tiled = {}
-
-
-def tiled(images):
-    """The sum of the four tiles' predicted distributions (computed once per image set)."""
-    if id(images) not in _tiled:
-        _tiled[id(images)] = sum(probs(vit_ckpt, t) for t in tiles_of(images))      # (B, K)
-    return _tiled[id(images)]
-
-
-vit_unchanged = table_unchanged(vit_ckpt, 64)
-methods = {
-    "downscaled to 32 px (reference)": lambda x: probs(vit_ckpt, F.interpolate(x, size=32, mode="bilinear", antialias=True)),
-    "no change: table kept on the top-left patches": lambda x: probs(vit_unchanged, x),
-    "bicubic interpolation of the table": lambda x: probs(vit_ckpt, x),
-    "2D RoPE (nothing to change)": lambda x: probs(vit_rope, x),
-    "tiling: 4 tiles of 32 px": lambda x: tiled(x),
-    "tiling: 4 tiles + thumbnail": lambda x: tiled(x) + probs(vit_ckpt, F.interpolate(x, size=32, mode="bilinear",
-                                                                                       antialias=True)),
+strategies = {
+    "downscaled to 32 px (reference)": lambda x: probs(vit_where, thumbnail(x)),
+    "no change: table kept on the top-left patches": lambda x: probs(table_kept(vit_where, 64), x),
+    "bicubic interpolation of the table": lambda x: probs(vit_where, x),
+    "2D RoPE as is (rows and columns 0..7)": lambda x: probs(vit_where_rope, x),
+    "2D RoPE + position interpolation (0, 0.5, .., 3.5)": lambda x: probs(rope_interpolated(vit_where_rope, 32 / 64), x),
+    "tiling: 4 tiles of 32 px": lambda x: tiled_probs(vit_where, x),
+    "tiling: 4 tiles + thumbnail": lambda x: tiled_probs(vit_where, x) + probs(vit_where, thumbnail(x)),
 }
-acc_32 = evaluate_accuracy(vit_ckpt, test_images[:n_hi].to(device), test_labels[:n_hi].to(device))
-acc_32_rope = evaluate_accuracy(vit_rope, test_images[:n_hi].to(device), test_labels[:n_hi].to(device))
-print(f"at the trained size (32 px): learned table {acc_32:.1%}, 2D RoPE {acc_32_rope:.1%}\n")
-resolution = {name: (accuracy(fn(hi_images)), accuracy(fn(wide_images))) for name, fn in methods.items()}
-print(f"{'64 px input':<48} {'zoomed':>8} {'wider':>8}")
-for name, (zoomed, wider) in resolution.items():
-    print(f"{name:<48} {zoomed:>8.1%} {wider:>8.1%}")
-zoomed_best = max(z for name, (z, _) in resolution.items() if "reference" not in name)
-_ = check.at_least(resolution["downscaled to 32 px (reference)"][0] - zoomed_best, 0.2,
-                   "zoomed scenes: downscaling beats every training-free way of feeding 64 px (margin)")
-_ = check.at_least(resolution["bicubic interpolation of the table"][1], 0.8,
-                   "wider canvas: bicubic interpolation keeps the shape classifier working")
-wide_gain = resolution["bicubic interpolation of the table"][1] - resolution["downscaled to 32 px (reference)"][1]
-_ = check.at_least(wide_gain, 0.5, "wider canvas: the full-resolution input beats downscaling (margin)")
+correct = {name: n_correct(fn(hi_images), hi_labels) for name, fn in strategies.items()}
+controls = {
+    "chance: always the most frequent quadrant": round(majority_share(hi_labels) * n_hi),
+    "learned table zeroed (32 px)": n_correct(probs(positions_zeroed(vit_where), where_images), where_labels),
+    "RoPE turned off (32 px)": n_correct(probs(positions_zeroed(vit_where_rope), where_images), where_labels),
+}
+trained = {"learned table": n_correct(probs(vit_where, where_images), where_labels),
+           "2D RoPE": n_correct(probs(vit_where_rope, where_images), where_labels)}
+rows = ["| | accuracy [95% interval] |", "|---|---|"]
+rows += [f"| trained size (32 px), {name} | {format_accuracy(c, n_hi)} |" for name, c in trained.items()]
+rows += [f"| **64 px:** {name} | {format_accuracy(c, n_hi)} |" for name, c in correct.items()]
+rows += [f"| control: {name} | {format_accuracy(c, n_hi)} |" for name, c in controls.items()]
+display(Markdown(f"**Where is the shape?** ({n_hi} test scenes, four quadrants; Wilson intervals)\n\n" + "\n".join(rows)))
 
 # %%
-def wilson(acc, n=n_hi):
-    """'acc [low, high]': the accuracy with its 95% Wilson interval on n scenes."""
-    ci = binomtest(round(acc * n), n).proportion_ci(method="wilson")
-    return f"{acc:.0%} [{ci.low:.0%}, {ci.high:.0%}]"
+def acc(name):
+    return {**correct, **controls, **trained}[name] / n_hi
 
 
-rows = ["| 64 px input | zoomed | wider |", "|---|---|---|"]
-rows += [f"| {name} | {wilson(z)} | {wilson(w)} |" for name, (z, w) in resolution.items()]
-display(Markdown("**The table with 95% intervals** (500 scenes each; at the trained 32 px the model scores "
-                 f"{acc_32:.0%}, the RoPE model {acc_32_rope:.0%}):\n\n" + "\n".join(rows)))
+def compare(a, b):
+    """'above', 'below' or 'tie': a tie wherever the two 95% intervals overlap."""
+    (lo_a, hi_a), (lo_b, hi_b) = (accuracy_interval({**correct, **controls, **trained}[k], n_hi) for k in (a, b))
+    return "above" if lo_a > hi_b else "below" if hi_a < lo_b else "tie"
 
-# %% [markdown]
-# **표 읽기.** "더 높은 해상도" 뒤에는 서로 다른 두 문제가 숨어 있다.
-#
-# - **확대** (같은 장면, 더 많은 픽셀): 위치를 어떻게 다루든 모델을 구하지 못한다. 제자리에 둔 테이블,
-#   쌍삼차 테이블, 2D RoPE 모두 학습된 정확도의 상당 부분을 잃고, 32 px로 다시 축소하는 것이 가장
-#   낫다(위의 검사가 그 차이를 단언한다). 원인은 위치 임베딩이 아니다. 패치 크기가 같으면 도형은 이제
-#   한 변당 두 배 많은 패치에 걸치고, 각 패치는 패치 임베딩이 그 스케일에서 본 적 없는 가장자리 조각을
-#   담는다. 타일링은 타일이 도형을 잘라 버리므로 더 나쁘다. 이 때문에 ViT 논문(3.2절)은 테이블을
-#   보간한 *뒤 더 높은 해상도에서 미세 조정하며*, FlexiViT(Beyer et al. 2022, arXiv:2212.08013)는
-#   무작위 패치 크기로 학습한다. 64 px에서 (커널 크기를 조정한) 16 패치는 4×4 그리드와 모델이 아는
-#   스케일을 되돌려 주며, 이는 축소 행이 하는 일과 같다.
-# - **넓힘** (더 넓은 시야 속의 같은 도형): 이것은 오로지 위치 임베딩의 문제이며, 모든 방식이 이를
-#   처리한다. 테이블을 제자리에 두기, 쌍삼차 보간, 2D RoPE 모두 아무 학습 없이 학습된 정확도의
-#   대부분을 유지한다. 학습 크기에서보다 조금 낮은 것은 `[CLS]` 토큰이 이제 네 배 많은 (대부분 검은)
-#   패치에 어텐션해야 하기 때문이다. 축소는 도형을 학습에서 본 어떤 크기보다도 작게 만들어 실패하고,
-#   타일링은 빈 타일도 투표하기 때문에 실패한다.
-#
-# 이 과제에서는 도형의 정체가 위치에 의존하지 않으므로 세 위치 방식의 결과가 서로 가깝다. 위 표에서
-# 구간이 겹치는 곳의 차이는 순위가 아니라 동률이다. 이들 사이의 차이는 위치를 읽는 과제에서 더
-# 중요하다(9장은 추가 픽셀이 필요한 과제에서 타일링을 측정한다).
+
+KEPT, BICUBIC = "no change: table kept on the top-left patches", "bicubic interpolation of the table"
+ROPE, ROPE_PI = "2D RoPE as is (rows and columns 0..7)", "2D RoPE + position interpolation (0, 0.5, .., 3.5)"
+TILES, TILES_THUMB, DOWN = "tiling: 4 tiles of 32 px", "tiling: 4 tiles + thumbnail", "downscaled to 32 px (reference)"
+CHANCE = "chance: always the most frequent quadrant"
+for name in trained:
+    _ = check.at_least(acc(name), 0.9, f"trained size: the {name} model locates the shape")
+for name in ("learned table zeroed (32 px)", "RoPE turned off (32 px)"):
+    _ = check.at_most(acc(name) - acc(CHANCE), 0.1, f"control: {name} is near chance (margin)")
+_ = check.at_least(acc(BICUBIC) - acc(KEPT), 0.3, "64 px: bicubic interpolation beats keeping the table (margin)")
+_ = check.at_least(acc(ROPE_PI) - acc(ROPE), 0.3, "64 px: position interpolation rescues 2D RoPE (margin)")
+_ = check.at_least(acc(DOWN) - acc(TILES), 0.3, "64 px: tiles without their places lose the position (margin)")
+_ = check.equal(any(compare(name, DOWN) == "above" for name in correct if name != DOWN), False,
+                "64 px: without training, no strategy beats the downscaled image")
+
+# %%
+best_full = max((n for n in correct if n != DOWN), key=correct.get)
+verdict_words = {"above": "above", "below": "below", "tie": "tied with"}
+display(Markdown("\n".join([
+    "**Reading the table.** Every number below is this run's, from the table above; \"tie\" means the two "
+    "95% intervals overlap.",
+    "",
+    f"- **The controls.** Chance is {acc(CHANCE):.0%}. The learned model with its table zeroed scores "
+    f"{acc('learned table zeroed (32 px)'):.0%} ({verdict_words[compare('learned table zeroed (32 px)', CHANCE)]} "
+    f"chance), the RoPE model with its rotations removed {acc('RoPE turned off (32 px)'):.0%} "
+    f"({verdict_words[compare('RoPE turned off (32 px)', CHANCE)]} chance): the task needs positions. With them, "
+    f"the two models score {acc('learned table'):.0%} and {acc('2D RoPE'):.0%} at 32 px.",
+    f"- **Learned table.** Keeping the table on the top-left patches gives {acc(KEPT):.0%}: the shape's patches "
+    "sit where the model has learned other places, or have no place at all. Bicubic interpolation "
+    f"gives {acc(BICUBIC):.0%}, {verdict_words[compare(BICUBIC, KEPT)]} keeping the table: resampling the table "
+    "keeps each patch's place as a fraction of the image, which is what the quadrant needs.",
+    f"- **2D RoPE.** As is, it scores {acc(ROPE):.0%}: relative angles carry over to any grid, but the `[CLS]` "
+    "token is not rotated, so what it reads from a patch depends on the patch's absolute angle, and rows and "
+    "columns beyond the fourth turn further than anything seen in training. With position interpolation it scores "
+    f"{acc(ROPE_PI):.0%}, {verdict_words[compare(ROPE_PI, ROPE)]} RoPE as is, and "
+    f"{verdict_words[compare(ROPE_PI, BICUBIC)]} the bicubic table. \"RoPE needs nothing resampled\" holds for "
+    "offsets between patches, not for a readout of where in the image a patch is.",
+    f"- **Tiling.** Four tiles score {acc(TILES):.0%}, {verdict_words[compare(TILES, CHANCE)]} chance: each tile "
+    "is classified as if it were the whole image, so the summed vote forgets which tile the shape was in. "
+    f"The thumbnail brings it to {acc(TILES_THUMB):.0%}, still {verdict_words[compare(TILES_THUMB, DOWN)]} the "
+    f"thumbnail alone ({acc(DOWN):.0%}, the downscaled reference). InternVL keeps the tiles' order for the "
+    "language model, which is what a summed vote throws away (chapter 7).",
+    f"- **Against the reference.** The best way of feeding all 64 px is the {best_full!r} row, "
+    f"{acc(best_full):.0%}, {verdict_words[compare(best_full, DOWN)]} the downscaled image ({acc(DOWN):.0%}): "
+    "without training, the extra pixels buy nothing on a task that does not need them, and the best one can do "
+    "is not to lose the positions. The ViT paper interpolates the table *and then fine-tunes* at the higher "
+    "resolution. FlexiViT (Beyer et al. 2022, arXiv:2212.08013) trains with random patch sizes instead, so that "
+    "at 64 px a patch of 16 gives back the 4×4 grid and the scale the model knows, which is what the downscaled "
+    "row does.",
+])))
 
 # %% [markdown] tags=["slide"]
 # ## 11. 연습
@@ -853,7 +858,7 @@ given_7 = None if my_answer_7 is None else (round(float(my_accuracy_without_posi
 _ = check.answer("Exercise 7: the shipped ViT without its position table", given_7,
                  (round(acc_no_positions, 3), "yes" if acc_no_positions >= 0.9 else "no"),
                  explain="a shape is the same shape anywhere, so a bag of patch tokens mixed by attention is "
-                         "enough to name it; a task that reads positions (left of, right of) would need the table.",
+                         "enough to name it; section 10's 'where is the shape?' task needs the table.",
                  hint="copy.deepcopy(vit_ckpt), then .pos_embed.zero_() under torch.no_grad()")
 
 # %% tags=["solution"] jupyter={"source_hidden": true}
@@ -878,10 +883,10 @@ _ = check.answer("Exercise 7: the shipped ViT without its position table", (roun
 #   학습하며(이번 실행의 판정과 검정은 7절에 출력된다), 노트의 버전은 스텝마다 더 느리다.
 # - 작은 ViT는 원시 픽셀 위의 선형 프로브 (linear probe)가 실패하는 ShapeWorld 도형을 학습하고, 그
 #   `[CLS]` 토큰은 도형에 어텐션한다(이번 실행의 수치는 아래에 출력된다).
-# - 더 높은 해상도에서 학습된 테이블은 그대로 두거나, (쌍삼차으로) 다시 샘플링하거나, 상대 위치
-#   (2D RoPE)로 대체할 수 있다. 셋 모두 학습 없이 더 넓은 시야를 처리한다. 그러나 어느 것도 패치 단위로
-#   더 커진 물체는 처리하지 못한다. 그러려면 미세 조정 (fine-tuning)을 하거나 패치 스케일을 유지해야
-#   한다(축소, FlexiViT의 크기 조정된 패치). 타일링은 물체를 잘라 버린다.
+# - 더 높은 해상도에서, 위치가 필요한 과제("도형은 어디에 있는가?")에서는 테이블을 예전 패치에 그대로
+#   두면 실패하고 쌍삼차 보간은 작동한다. 2D RoPE는 어떤 그리드에서든 실행되지만 위치를 보간하지 않으면
+#   학습된 범위 밖에서 실패한다. 자리를 잊은 채 더한 타일은 위치를 잃는다. 미세 조정 (fine-tuning) 없이는
+#   어느 것도 축소한 이미지를 이기지 못한다(이번 실행의 표와 판정은 10절에 있다).
 
 # %%
 display(Markdown(
@@ -899,28 +904,27 @@ display(Markdown(
 # 읽어 낸다.
 
 # %%
-def at(name, view):
-    return wilson(resolution[name][0 if view == "zoomed" else 1])
+def at(name):
+    return format_accuracy({**correct, **controls, **trained}[name], n_hi)
 
 
 display(Markdown("\n".join([
-    "1. **\"Bicubic interpolation of the position embeddings on the 2D grid.\"** It runs, and it is enough when "
-    f"the field of view grows (wider: {at('bicubic interpolation of the table', 'wider')}). It is not enough when "
-    f"the objects grow in pixels (zoomed: {at('bicubic interpolation of the table', 'zoomed')}), and then neither "
-    "is anything else without training: the ViT paper fine-tunes after interpolating.",
-    "2. **\"2D RoPE (InternViT, Qwen2-VL).\"** Nothing to resample: the RoPE model runs on the 8×8 grid as it is, "
-    f"and keeps {at('2D RoPE (nothing to change)', 'wider')} on the wider canvas; zoomed it gets "
-    f"{at('2D RoPE (nothing to change)', 'zoomed')}, because position is not what breaks. Of the two models the "
-    "notes name, only Qwen2-VL's encoder uses 2D RoPE; InternViT learns an absolute position table and resizes it "
+    "1. **\"Bicubic interpolation of the position embeddings on the 2D grid.\"** It works without training on a "
+    f"task that reads positions: {at(BICUBIC)} at 64 px, against {at(KEPT)} for keeping the table on its old "
+    f"patches and {at(CHANCE)} for chance. It does not beat the downscaled image ({at(DOWN)}, "
+    f"{verdict_words[compare(BICUBIC, DOWN)]} it); the ViT paper fine-tunes after interpolating.",
+    "2. **\"2D RoPE (InternViT, Qwen2-VL).\"** It runs on the 8×8 grid as it is, but as is it scores "
+    f"{at(ROPE)}: what the `[CLS]` token reads depends on absolute angles, and the new rows and columns turn "
+    f"further than in training. Interpolating its positions gives {at(ROPE_PI)}. Of the two models the notes "
+    "name, only Qwen2-VL's encoder uses 2D RoPE; InternViT learns an absolute position table and resizes it "
     "bicubically for each input (see below).",
     "3. **\"Dynamic resolution: split into tiles, each at the original resolution.\"** Each tile is at the trained "
-    f"resolution, but the tiles cut shapes apart (zoomed: {at('tiling: 4 tiles of 32 px', 'zoomed')}) and empty "
-    f"tiles vote too (wider: {at('tiling: 4 tiles of 32 px', 'wider')}); a thumbnail helps on the zoomed scenes "
-    f"({at('tiling: 4 tiles + thumbnail', 'zoomed')}). Tiling pays when small details need the pixels and a "
-    "thumbnail keeps the whole picture: chapters 7 and 9.",
+    f"resolution, but a summed vote forgets where each tile was ({at(TILES)}); a thumbnail gives back part of it "
+    f"({at(TILES_THUMB)}). Tiling pays when small details need the pixels and the tiles' places are kept: "
+    "chapters 7 and 9.",
     "4. **\"FlexiViT: train with various patch sizes.\"** Not trained here; the downscaled row shows what it buys: "
     "keeping the number of patches per object (a patch of 16 at 64 px sees what a patch of 8 saw at 32 px) gives "
-    f"back {at('downscaled to 32 px (reference)', 'zoomed')} on the zoomed scenes.",
+    f"{at(DOWN)}.",
 ])))
 
 # %% [markdown]
@@ -951,10 +955,10 @@ display(Markdown("\n".join([
 # 6. post-LN은 왜 깊이가 커질수록 학습하기 어려워지며, 여기서는 왜 거의 문제가 되지 않았는가?
 # 7. 같은 테스트 장면에서 측정한 두 정확도는 어떻게 비교해야 하며, 차이는 언제 동률인가?
 # 8. 어텐션 롤아웃은 무엇을 계산하며, 왜 각 층의 맵을 항등 행렬과 섞는가?
-# 9. 32 px에서 학습된 모델에 64 px 이미지를 준다. 위치 테이블의 쌍삼차 보간은 왜 "넓힘" 장면에서는
-#    도움이 되고 "확대" 장면에서는 그렇지 않은가?
-# 10. 2D RoPE는 어텐션에서 무엇을 바꾸며, 왜 새 해상도에서 아무것도 다시 샘플링할 필요가 없는가?
-#     노트가 언급한 모델 중 실제로 이를 쓰는 것은 무엇인가?
+# 9. 도형이 어디에 있는지 말하도록 32 px에서 학습된 모델이 같은 장면을 64 px로 받는다. 테이블을 예전
+#    패치에 그대로 두면 왜 실패하며, 쌍삼차 보간은 무엇을 보존하는가?
+# 10. 2D RoPE는 어텐션에서 무엇을 바꾸며, 왜 어떤 그리드에서든 실행되는가? 그런데도 10절에서는 왜 위치
+#     보간이 필요했는가? 노트가 언급한 모델 중 이를 쓰는 것은 무엇인가?
 # 11. 새로 만든 vislab ViT의 손실은 왜 $K$개 클래스에 대해 정확히 $\log K$인가?
 # 12. 배포된 모델은 위치 테이블을 영으로 설정해도 여전히 도형을 맞힌다. 이는 과제에 대해 무엇을 말해
 #     주며, 어떤 과제라면 이 모델이 실패하겠는가?
@@ -982,16 +986,19 @@ display(Markdown("\n".join([
 # 8. 층 1..ℓ의 헤드 평균 맵의 곱으로, 각 입력 토큰이 선택한 토큰으로 얼마나 흘러드는지를 나타낸다.
 #    잔차 연결이 각 토큰 자신의 상태를 앞으로 실어 나르므로, 곱하기 전에 각 층의 맵을 항등 행렬과
 #    평균한다.
-# 9. 넓힘 장면에서는 위치의 개수만 바뀌었으므로, 다시 샘플링한 테이블이 새 패치마다 그럴듯한 위치를
-#    준다. 확대 장면에서는 도형이 한 변당 두 배 많은 패치를 덮는다. 각 패치는 패치 임베딩이 본 적 없는
-#    스케일로 가장자리의 일부를 보여 주며, 이는 어떤 위치 방식도 미세 조정 없이는 고치지 못한다.
-# 10. 쿼리와 키를 행과 열에 비례하는 각도만큼 회전시켜 점수가 오프셋에만 의존하게 하므로, 다시 샘플링할
-#     테이블이 없다. Qwen2-VL의 인코더가 이를 쓰며, InternViT는 쌍삼차으로 크기를 바꾸는 학습된
-#     테이블을 쓴다.
+# 9. 그대로 두면 테이블은 새 그리드의 왼쪽 위 사분의 일만 덮는다. 그곳의 도형은 마치 예전 이미지를 가득
+#    채운 것처럼 읽히고, 다른 곳의 도형은 위치가 전혀 없다. 쌍삼차 보간은 각 패치에 이미지에서 같은
+#    비율의 자리에 해당하는 위치를 주며, 이것이 "어느 사분면인가"가 묻는 것이다.
+# 10. 쿼리와 키를 행과 열에 비례하는 각도만큼 회전시키므로 패치 사이의 점수는 오프셋에만 의존하고,
+#     다시 샘플링할 테이블이 없다. 그러나 `[CLS]` 토큰은 회전하지 않으므로, 그것이 한 패치에서 읽는
+#     것은 그 패치 자신의 각도에 의존한다. 64 px에서는 새 행과 열이 학습 때보다 더 많이 회전한다.
+#     좌표의 크기를 줄이면(위치 보간) 각도가 학습된 범위 안에 머문다. Qwen2-VL의 인코더는 2D RoPE를
+#     쓰고, InternViT는 쌍삼차으로 크기를 바꾸는 학습된 테이블을 쓴다.
 # 11. 헤드의 가중치와 편향 (bias)이 영으로 시작하므로 모든 로짓이 0이고, 소프트맥스는 균등하며 교차
 #     엔트로피는 $-\log(1/K) = \log K$이다.
 # 12. 도형의 이름은 위치에 의존하지 않으므로 순서 없는 패치의 집합으로 충분하다. 위치를 읽는 과제
-#     (~의 왼쪽/오른쪽, 영역별 세기)라면 테이블이 필요하다.
+#     (~의 왼쪽/오른쪽, 어느 사분면, 영역별 세기)에는 테이블이 필요하며, 10절의 대조군(테이블을 영으로
+#     설정한 모델)은 그런 과제에서 우연 수준으로 떨어진다.
 
 # %% [markdown] tags=["online"]
 # ## 온라인: vislab 안의 실제 ViT-B/16 (선택)

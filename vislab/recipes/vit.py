@@ -2,6 +2,8 @@
 
     python -m vislab.pretrain vit_shapes         # learned position table (the chapter's model)
     python -m vislab.pretrain vit_shapes_rope    # same, with 2D RoPE instead of the table
+    python -m vislab.pretrain vit_where          # "where is the shape?" (vislab.where), learned table
+    python -m vislab.pretrain vit_where_rope     # the same task with 2D RoPE
 
 The task: which of the 7 shapes is in a 32x32 image, at a continuous position, in any of 8
 colours, medium or large, on a black background (``TASK``). Continuous position is the nuisance
@@ -28,7 +30,7 @@ from vislab.train import evaluate_accuracy, fit
 from vislab.vit import ViT, ViTConfig
 
 __all__ = ["TASK", "MODEL", "TRAIN", "QUICK", "QUICK_POOL", "adamw", "training_pool", "shapeworld", "build", "make_batches", "classification_loss",
-           "wsd_schedule", "train_shapes", "test_set"]
+           "wsd_schedule", "train_shapes", "test_set", "WHERE_MODEL", "WHERE_TRAIN", "train_where"]
 
 TASK = dict(image_size=32, nuisance="none", position="continuous", sizes=(1, 2))
 MODEL = ViTConfig(image_size=32, patch_size=8, dim=64, depth=4, heads=4, num_classes=len(SHAPES))
@@ -183,3 +185,57 @@ register(Recipe(name="vit_shapes", build=build, train=_train, config=_config(MOD
                 description="tiny ViT (32 px, P=8, D=64, 4 layers, learned positions): ShapeWorld shape, 7 classes"))
 register(Recipe(name="vit_shapes_rope", build=build, train=_train, config=_config(MODEL.replace(pos_embed="rope")),
                 seed=0, description="the same tiny ViT with 2D axial RoPE instead of a position table"))
+
+
+# ---------------------------------------------------------------------------------------------
+# vit_where, vit_where_rope: the same tiny ViT on "where is the shape?" (vislab.where), the task
+# chapter 2's higher-resolution table needs (a shape's name does not depend on positions).
+# ---------------------------------------------------------------------------------------------
+
+WHERE_MODEL = MODEL.replace(num_classes=4)
+# Measured (1 CPU thread, pool of 16,000 scenes, 1000 test scenes): 600 steps at lr 3e-3 reached
+# 98.6% (learned table, 30 s) and 98.1% (2D RoPE, 43 s).
+WHERE_TRAIN = dict(steps=1500, batch_size=64, lr=3e-3, weight_decay=0.05, warmup=50, pool=16000, test_size=2000)
+
+
+def train_where(model, steps: int = WHERE_TRAIN["steps"], seed: int = 0, device=None, max_seconds=None,
+                progress: bool = True, pool=None):
+    """Train a ``(B, 3, 32, 32) -> (B, 4)`` classifier on the quadrant task (:mod:`vislab.where`),
+    with random batches from a fixed pool of training scenes; returns the History."""
+    from vislab.where import where_pool
+
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    pool = pool if pool is not None else where_pool(WHERE_TRAIN["pool"], seed=seed)
+    opt = adamw(model.parameters(), lr=WHERE_TRAIN["lr"], weight_decay=WHERE_TRAIN["weight_decay"])
+    return fit(model, classification_loss, make_batches(WHERE_TRAIN["batch_size"], seed, device=device, pool=pool),
+               opt, steps, scheduler=wsd_schedule(opt, steps, WHERE_TRAIN["warmup"]), max_seconds=max_seconds,
+               desc="vit_where", progress=progress, log_every=5)
+
+
+def _train_where(model, seed, device, max_seconds, scale=1):
+    """The recipe: ``WHERE_TRAIN["steps"]`` (times ``scale``) on the quadrant task."""
+    from vislab.where import where_set
+
+    hist = train_where(model, WHERE_TRAIN["steps"] * scale, seed=seed, device=device, max_seconds=max_seconds)
+    tx, ty = where_set(WHERE_TRAIN["test_size"])
+    metrics = {"test_acc": round(evaluate_accuracy(model, tx.to(device), ty.to(device)), 4),
+               "test_size": len(ty), "steps": hist.steps_done,
+               "images_seen": hist.steps_done * WHERE_TRAIN["batch_size"],
+               "final_train_loss": round(hist.metrics["loss"][-1], 4)}
+    if hist.stopped_early:
+        metrics["stopped_early"] = True
+    return metrics
+
+
+def _where_config(model: ViTConfig) -> dict:
+    from vislab.where import TASK as WHERE_TASK
+
+    return {"model": model.to_dict(), "task": {**WHERE_TASK, "label": "quadrant of the centre"},
+            "train": dict(WHERE_TRAIN)}
+
+
+register(Recipe(name="vit_where", build=build, train=_train_where, config=_where_config(WHERE_MODEL), seed=0,
+                description="tiny ViT (learned positions): which quadrant holds the ShapeWorld shape, 4 classes"))
+register(Recipe(name="vit_where_rope", build=build, train=_train_where,
+                config=_where_config(WHERE_MODEL.replace(pos_embed="rope")), seed=0,
+                description="the quadrant task's tiny ViT with 2D axial RoPE instead of a position table"))
