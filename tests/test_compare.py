@@ -24,11 +24,49 @@ def _objs(shapes, xs):
 
 
 def test_relation_labels_by_hand():
-    got = compare.relation_labels(_objs([[0, 3], [0, 3], [5, 1], [5, 1], [2, 2]],
-                                        [[0.1, 0.9], [0.9, 0.1], [0.1, 0.9], [0.9, 0.1], [0.1, 0.9]]))
-    assert got.tolist() == [1, 0, 0, 1, -1]
-    with pytest.raises(ValueError, match="two shapes"):
+    c, st = SHAPES.index("circle"), SHAPES.index("star")
+    got = compare.relation_labels(_objs([[c, st, 2], [st, 5, c], [c, c, st], [1, st, 4], [st, c, 1]],
+                                        [[0.1, 0.9, 0.5], [0.2, 0.3, 0.8], [0.1, 0.5, 0.9], [0.1, 0.2, 0.3],
+                                         [0.4, 0.9, 0.6]]))
+    assert got.tolist() == [1, 0, -1, -1, 0]
+    assert compare.relation_labels(_objs([[c, st]], [[0.7, 0.2]]), pair=("star", "circle")).tolist() == [1]
+    with pytest.raises(ValueError, match="two or more shapes"):
         compare.relation_labels(ShapeWorld(max_shapes=1).sample(4, seed=0))
+    with pytest.raises(ValueError, match="pair"):
+        compare.relation_labels(_objs([[c, st]], [[0.1, 0.2]]), pair=("circle", "circle"))
+
+
+def test_relation_scenes_and_mirror():
+    b, rel = compare.relation_scenes(40, "train", seed=2)
+    assert len(b) == 40 and rel.shape == (40,) and set(rel.tolist()) <= {0, 1}
+    assert (b.objects["shape"] >= 0).all() and torch.equal(compare.relation_labels(b), rel)
+    again, rel2 = compare.relation_scenes(40, "train", seed=2)
+    assert torch.equal(again.images, b.images) and torch.equal(rel, rel2)
+    m = compare.mirror(b)
+    assert torch.equal(m.images, b.images.flip(-1)) and torch.equal(compare.relation_labels(m), 1 - rel)
+    assert torch.allclose(m.objects["x"], 1 - b.objects["x"])
+    assert torch.equal(compare.mirror(m).labels["position"], b.labels["position"])
+    assert all(("left" in x) == ("right" in y) for x, y in zip(b.captions, m.captions))
+    # a mirrored scene is (up to anti-aliasing) the scene drawn at the mirrored centres: the shapes are symmetric
+    assert m.images.shape == b.images.shape
+
+
+def test_intervals_and_controls(data):
+    sizes = compare.probe_sizes(data)
+    assert set(sizes) == set(compare.PROBES) and sizes["relation"] == len(data.pairs["test"])
+    res = {"A": {p: 0.9 for p in compare.PROBES}, "ViT, random init": {p: 0.5 for p in compare.PROBES},
+           "raw pixels": {p: 0.88 for p in compare.PROBES}}
+    res["A"]["zero_shot"] = float("nan")
+    table = compare.interval_table(res, {p: 1000 for p in compare.PROBES})
+    assert "90 [88,92]" in table and "50 [47,53]" in table
+    zero_row = next(line for line in table.splitlines() if line.startswith("zero_shot"))
+    assert zero_row.split("|")[1].split()[0] == "-"
+    v = compare.versus_controls(res, {p: 1000 for p in compare.PROBES}, "A", "shape_linear")
+    assert v == {"ViT, random init": "above", "raw pixels": "tie"}
+    v = compare.versus_controls(res, {p: 30 for p in compare.PROBES}, "A", "shape_linear")
+    assert v["ViT, random init"] == "above" and v["raw pixels"] == "tie"
+    with pytest.raises(ValueError, match="NaN"):
+        compare.versus_controls(res, sizes, "A", "zero_shot")
 
 
 def test_patch_labels():
@@ -69,6 +107,7 @@ def test_pixel_and_random_encoders(data):
     f = compare.features(rnd, data)
     assert f["single"]["train"].shape == (60, 64) and f["dense"]["test"].shape == (30 * 16, 64)
     assert f["grid"]["test"].shape == (30, 64)
+    assert f["pairs_cells"]["train"].shape == (60, 16 * 64)
     res = compare.run_probes(rnd, f, data)
     assert set(res) == set(compare.PROBES)
     assert math.isnan(res["zero_shot"]) and math.isnan(res["retrieval"])

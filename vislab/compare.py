@@ -14,13 +14,20 @@ continuous positions, medium and large shapes, the union of what the encoders we
   training distribution: how much of a gap is distribution shift); zero-shot shape (text towers
   only, on those grid scenes, by the nearest prompt: see :func:`zero_shot_prompts`); image →
   caption retrieval R@1 (text towers only);
-- spatial: the 3x3 cell of a single shape (linear); the left/right relation of two shapes bound
-  to their identity ("is the shape that comes first in SHAPES on the left?", linear); the number
-  of shapes, 1 to 3 (linear);
+- spatial: the 3x3 cell of a single shape (linear); the left/right relation of two *named*
+  shapes among a distractor (:data:`RELATION_PAIR`: "is the circle left of the star?", in
+  three-shape scenes at continuous positions, the third shape any other one), read linearly from
+  the global feature (``relation``) and from the patch tokens pooled to the 4x4 grid and kept in
+  their layout (``relation_dense``); the number of shapes, 1 to 3 (linear);
 - dense: the shape a patch belongs to, from that patch's feature alone, on a common 4x4 grid of
   8x8-pixel cells (features of finer grids are average-pooled to it; linear, cells with at least
   30% foreground);
 - cost: parameters of the image tower, tokens in its sequence, CPU milliseconds per image.
+
+Every accuracy is a binomial proportion on a known number of test items (:func:`probe_sizes`);
+:func:`interval_table` prints each with its 95% Wilson interval and :func:`versus_controls` calls
+each encoder above, level with ("tie", Newcombe's interval of the difference contains 0) or below
+each control.
 
 Baselines: raw pixels (``pixels``) and the supervised ViT's architecture at random init
 (``random_vit``). Cambrian-1 (Tong et al., arXiv:2406.16860) combines encoders; :func:`ensemble`
@@ -32,6 +39,7 @@ patch grid, G the common probe grid (4), L token ids per caption.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -47,8 +55,8 @@ from vislab.shapes import COLORS, POSITION_PHRASES, SHAPES, SIZES, ShapeWorld
 
 __all__ = ["ENCODERS", "BASELINES", "PROBES", "PROBE_GROUPS", "WORLD", "GRID", "Encoder", "ProbeData",
            "available", "load_encoder", "vit_encoder", "pixel_encoder", "random_vit_encoder", "probe_data", "patch_labels",
-           "relation_labels", "features", "run_probes", "concat_normalized", "ensemble", "measure_cost", "format_table",
-           "zero_shot_prompts"]
+           "relation_labels", "relation_scenes", "mirror", "features", "run_probes", "concat_normalized", "ensemble", "measure_cost", "format_table",
+           "zero_shot_prompts", "RELATION_PAIR", "probe_sizes", "interval_table", "versus_controls"]
 
 # Shipped checkpoints the suite knows, in the course's order: name -> (label, kind of training).
 ENCODERS: dict[str, tuple[str, str]] = {
@@ -65,6 +73,7 @@ BASELINES = ("pixels", "random_vit")
 # The evaluation scenes: what every encoder saw in training, or close to it (module docstring).
 WORLD = dict(image_size=32, nuisance="none", position="continuous", sizes=(1, 2))
 GRID = 4               # the common dense-probe grid: 4x4 cells of 8x8 pixels
+RELATION_PAIR = ("circle", "star")     # the relation probe's two named shapes (the third is a distractor)
 
 # probe name -> (group, what it measures); the order of the table's columns.
 PROBES: dict[str, tuple[str, str]] = {
@@ -76,7 +85,8 @@ PROBES: dict[str, tuple[str, str]] = {
     "zero_shot": ("semantic", "shape from text prompts alone, nearest prompt, 3x3 grid scenes (text towers)"),
     "retrieval": ("semantic", "image -> its caption among the test captions, R@1 (text towers)"),
     "position": ("spatial", "3x3 cell of one object (9), linear probe"),
-    "relation": ("spatial", "is the first-listed of two shapes on the left (2), linear probe"),
+    "relation": ("spatial", "is the circle left of the star, among a distractor (2), linear probe on the global feature"),
+    "relation_dense": ("spatial", "the same, linear probe on the 4x4 grid of patch features (layout kept)"),
     "count": ("spatial", "number of objects, 1-3 (3), linear probe"),
     "dense_shape": ("dense", "shape under each 8x8 cell, from that cell's feature (7), linear probe"),
 }
@@ -252,7 +262,7 @@ def random_vit_encoder(seed: int = 0, device="cpu") -> Encoder:
 @dataclass
 class ProbeData:
     """The suite's scenes: ``single`` (one shape), ``grid`` (one shape on the 3x3 grid of positions),
-    ``multi`` (1-3 shapes), ``pairs`` (two distinct shapes), each a dict ``{"train": ShapeBatch, "test": ShapeBatch}``; ``relation``
+    ``multi`` (1-3 shapes), ``pairs`` (the relation probe's three-shape scenes, :func:`relation_scenes`), each a dict ``{"train": ShapeBatch, "test": ShapeBatch}``; ``relation``
     and ``dense`` hold the derived labels ``{"train": (n,), "test": (n,)}`` / ``(n, G, G)``."""
 
     single: dict
@@ -263,20 +273,72 @@ class ProbeData:
     dense: dict
 
 
-def relation_labels(batch) -> torch.Tensor:
-    """For two-shape scenes: 1 if the shape that comes first in :data:`SHAPES` is left of the other
-    (its centre has the smaller x), 0 if right of it, -1 if the two shapes are equal.
+def relation_labels(batch, pair=RELATION_PAIR) -> torch.Tensor:
+    """For scenes of two or more shapes: 1 if the shape ``pair[0]`` is left of the shape ``pair[1]``
+    (its centre has the smaller x), 0 if right of it, -1 where either named shape is missing or
+    appears more than once.
 
-    The label needs *which* shape is where: a feature that knows "a circle and a star, one left of
-    the other" but not which is which gets 50%.
+    The label needs *which* shape is where: a feature that knows "a circle, a star and a square"
+    and where the three shapes are, but not which one is where, gets 50%.
     """
     obj, x = batch.objects["shape"], batch.objects["x"]                        # (n, S), (n, S)
-    if obj.shape[1] < 2 or bool((obj[:, 1] < 0).any()):
-        raise ValueError("relation_labels needs scenes with two shapes (ShapeWorld(min_shapes=2, max_shapes=2))")
-    a, b = obj[:, 0], obj[:, 1]
-    zero_left = x[:, 0] < x[:, 1]                                              # object 0 left of object 1
-    first_left = torch.where(a < b, zero_left, ~zero_left)
-    return torch.where(a != b, first_left.long(), torch.full_like(a, -1))
+    if obj.shape[1] < 2:
+        raise ValueError("relation_labels needs scenes with two or more shapes (ShapeWorld(max_shapes>=2))")
+    if len(pair) != 2 or pair[0] == pair[1] or any(p not in SHAPES for p in pair):
+        raise ValueError(f"pair must name two different shapes of {SHAPES}, got {pair!r}")
+    a, b = SHAPES.index(pair[0]), SHAPES.index(pair[1])
+    is_a, is_b = obj == a, obj == b                                            # (n, S)
+    ok = (is_a.sum(1) == 1) & (is_b.sum(1) == 1)                               # (n,)
+    xa = torch.where(is_a, x, torch.zeros_like(x)).sum(1)                      # (n,) the named shapes' x
+    xb = torch.where(is_b, x, torch.zeros_like(x)).sum(1)
+    return torch.where(ok, (xa < xb).long(), torch.full_like(a * ok.long(), -1))
+
+
+def mirror(batch):
+    """The scenes flipped left-right, with their objects' x, their relation labels and their
+    captions' left/right mirrored. Every ShapeWorld shape is left-right symmetric, so a mirrored
+    scene is a scene ShapeWorld could have drawn; it flips :func:`relation_labels`."""
+    from vislab.shapes import RELATIONS, ShapeBatch
+
+    swap = {"left": "right", "right": "left"}
+    caps = [re.sub(r"\b(left|right)\b", lambda m: swap[m.group(1)], c) for c in batch.captions]
+    objects = dict(batch.objects, x=1 - batch.objects["x"])
+    labels = dict(batch.labels, x=1 - batch.labels["x"])
+    pos = batch.labels["position"]
+    labels["position"] = pos - pos % 3 + (2 - pos % 3)                         # column 0 <-> 2
+    rel = batch.labels["relation"]
+    lr = {RELATIONS.index("left of"): RELATIONS.index("right of"), RELATIONS.index("right of"): RELATIONS.index("left of")}
+    labels["relation"] = rel.clone().apply_(lambda r: lr.get(r, r))
+    return ShapeBatch(batch.images.flip(-1).contiguous(), caps, labels, objects)
+
+
+def relation_scenes(n: int, split: str, seed: int, world: dict | None = None, pair=RELATION_PAIR,
+                    chunk: int = 2000):
+    """``n`` three-shape scenes holding exactly one ``pair[0]``, one ``pair[1]`` and one other shape
+    (the distractor), drawn from ShapeWorld by rejection (about 1 scene in 11 qualifies), and their
+    :func:`relation_labels` ``(n,)``. Deterministic in ``(split, seed)``."""
+    w = ShapeWorld(**{**(WORLD if world is None else world), "min_shapes": 3, "max_shapes": 3})
+    kept, labs, got, i = [], [], 0, 0
+    while got < n:
+        b = w.sample(chunk, split, seed=seed * 1000 + i)
+        rel = relation_labels(b, pair)
+        keep = torch.nonzero(rel >= 0).flatten()
+        kept.append(b[keep])
+        labs.append(rel[keep])
+        got += len(keep)
+        i += 1
+        if i > 1000:                                                           # pragma: no cover
+            raise RuntimeError("relation_scenes: rejection sampling found too few scenes")
+    out = kept[0] if len(kept) == 1 else _cat(kept)
+    return out[:n], torch.cat(labs)[:n]
+
+
+def _cat(batches):
+    from vislab.shapes import ShapeBatch
+
+    return ShapeBatch(torch.cat([b.images for b in batches]), [c for b in batches for c in b.captions],
+                      {k: torch.cat([b.labels[k] for b in batches]) for k in batches[0].labels},
+                      {k: torch.cat([b.objects[k] for b in batches]) for k in batches[0].objects})
 
 
 def patch_labels(batch, grid: int = GRID, min_fraction: float = 0.3, threshold: float = 0.1) -> torch.Tensor:
@@ -308,27 +370,34 @@ def patch_labels(batch, grid: int = GRID, min_fraction: float = 0.3, threshold: 
     return torch.where(frac >= min_fraction, label, torch.full_like(label, -1))
 
 
-def probe_data(n_train: int = 2000, n_test: int = 1000, seed: int = 0, world: dict | None = None) -> ProbeData:
+def probe_data(n_train: int = 2000, n_test: int = 1000, seed: int = 0, world: dict | None = None,
+               relation_train: int | None = None, relation_test: int | None = None) -> ProbeData:
     """Draw the suite's scenes (deterministic in ``seed``): ``n_train``/``n_test`` single-shape
-    scenes, as many 1-3-shape scenes, and enough two-shape scenes to keep that many pairs of
-    distinct shapes."""
+    scenes, as many on the grid, as many 1-3-shape scenes, and for the relation probe
+    ``relation_test`` (default ``n_test``) test and ``relation_train`` (default ``n_train // 2``)
+    training scenes of :func:`relation_scenes`, the training ones together with their mirror
+    images (:func:`mirror`: twice the data, labels exactly balanced)."""
     if n_train < 50 or n_test < 20:
         raise ValueError(f"n_train must be >= 50 and n_test >= 20, got {n_train}, {n_test}")
+    for nm, v in (("relation_train", relation_train), ("relation_test", relation_test)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 10):
+            raise ValueError(f"{nm} must be an int >= 10, got {v!r}")
     w = dict(WORLD if world is None else world)
     single = ShapeWorld(**w, max_shapes=1)
     on_grid = ShapeWorld(**{**w, "position": "grid"}, max_shapes=1)
     multi = ShapeWorld(**w, min_shapes=1, max_shapes=3)
-    pairs = ShapeWorld(**w, min_shapes=2, max_shapes=2)
     out = {"single": {}, "grid": {}, "multi": {}, "pairs": {}, "relation": {}, "dense": {}}
     for split, n, s in (("train", n_train, seed), ("test", n_test, seed + 1)):
         out["single"][split] = single.sample(n, split, seed=s)
         out["grid"][split] = on_grid.sample(n, split, seed=s)
         out["multi"][split] = multi.sample(n, split, seed=s)
-        p = pairs.sample(int(n * 1.3), split, seed=s)
-        rel = relation_labels(p)
-        keep = torch.nonzero(rel >= 0).flatten()[:n]
-        out["pairs"][split] = p[keep]
-        out["relation"][split] = rel[keep]
+        if split == "train":
+            p, rel = relation_scenes(n_train // 2 if relation_train is None else relation_train, split, s, w)
+            p, rel = _cat([p, mirror(p)]), torch.cat([rel, 1 - rel])
+        else:
+            p, rel = relation_scenes(n_test if relation_test is None else relation_test, split, s, w)
+        out["pairs"][split] = p
+        out["relation"][split] = rel
         out["dense"][split] = patch_labels(out["multi"][split])
     return ProbeData(**out)
 
@@ -346,14 +415,16 @@ def _grid_pool(patches: torch.Tensor, grid: int = GRID) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _extract(encoder: Encoder, images: torch.Tensor, batch_size: int, device, dense: bool):
-    """Global features ``(n, D)`` and, with ``dense``, cell features ``(n*G*G, D)`` in one pass."""
+def _extract(encoder: Encoder, images: torch.Tensor, batch_size: int, device, dense: bool, layout: bool = False):
+    """Global features ``(n, D)`` and, with ``dense``, cell features ``(n*G*G, D)`` (``layout``:
+    ``(n, G*G*D)``, each image's cells side by side, row-major) in one pass."""
     g_out, d_out = [], []
     for i in range(0, images.shape[0], batch_size):
         g, p = encoder.forward_fn(images[i:i + batch_size].to(device))      # (b, D), (b, D, gh, gw)
         g_out.append(g.float().cpu())
         if dense:
-            d_out.append(_grid_pool(p).flatten(0, 1).float().cpu())          # (b*G*G, D)
+            cells = _grid_pool(p)                                             # (b, G*G, D)
+            d_out.append((cells.flatten(1) if layout else cells.flatten(0, 1)).float().cpu())
     return torch.cat(g_out).numpy(), (torch.cat(d_out).numpy() if dense else None)
 
 
@@ -361,17 +432,19 @@ def _extract(encoder: Encoder, images: torch.Tensor, batch_size: int, device, de
 def features(encoder: Encoder, data: ProbeData, batch_size: int = 250, device="cpu") -> dict:
     """Every feature the probes read, as numpy arrays: ``{set: {split: (n, D)}}`` for
     ``single``, ``grid``, ``multi``, ``pairs`` (global features), ``dense`` (``(n*G*G, D)``, cells in row-major
-    order, from the ``multi`` scenes), ``embed`` and ``embed_grid`` (aligned image embeddings of ``single``
+    order, from the ``multi`` scenes), ``pairs_cells`` (``(n, G*G*D)``: the ``pairs`` scenes' cell
+    features side by side, the layout kept), ``embed`` and ``embed_grid`` (aligned image embeddings of ``single``
     and of ``grid``, text towers only)."""
     if not isinstance(encoder, Encoder):
         raise TypeError(f"expected an Encoder (vislab.compare.load_encoder), got {type(encoder).__name__}")
-    out = {"single": {}, "grid": {}, "multi": {}, "pairs": {}, "dense": {}}
+    out = {"single": {}, "grid": {}, "multi": {}, "pairs": {}, "pairs_cells": {}, "dense": {}}
     if encoder.has_text:
         out["embed"], out["embed_grid"] = {}, {}
     for split in ("train", "test"):
         out["single"][split], _ = _extract(encoder, data.single[split].images, batch_size, device, False)
         out["grid"][split], _ = _extract(encoder, data.grid[split].images, batch_size, device, False)
-        out["pairs"][split], _ = _extract(encoder, data.pairs[split].images, batch_size, device, False)
+        out["pairs"][split], out["pairs_cells"][split] = _extract(encoder, data.pairs[split].images, batch_size,
+                                                                  device, True, layout=True)
         out["multi"][split], out["dense"][split] = _extract(encoder, data.multi[split].images, batch_size, device,
                                                             True)
         if encoder.has_text:
@@ -445,9 +518,10 @@ def run_probes(encoder: Encoder, feats: dict, data: ProbeData, probes=None, k: i
         elif name == "count":
             res[name] = linear_probe_accuracy(feats["multi"]["train"], m["train"].labels["count"],
                                               feats["multi"]["test"], m["test"].labels["count"])
-        elif name == "relation":
-            res[name] = linear_probe_accuracy(feats["pairs"]["train"], data.relation["train"],
-                                              feats["pairs"]["test"], data.relation["test"])
+        elif name in ("relation", "relation_dense"):
+            key = "pairs" if name == "relation" else "pairs_cells"
+            res[name] = linear_probe_accuracy(feats[key]["train"], data.relation["train"],
+                                              feats[key]["test"], data.relation["test"])
         elif name == "dense_shape":
             ytr, yte = data.dense["train"].flatten(), data.dense["test"].flatten()    # (n*G*G,)
             ktr, kte = ytr >= 0, yte >= 0
@@ -479,7 +553,7 @@ def ensemble(feature_sets: list) -> dict:
     if len(feature_sets) < 2:
         raise ValueError("ensemble needs the features of at least two encoders")
     out = {}
-    for key in ("single", "grid", "multi", "pairs", "dense"):
+    for key in ("single", "grid", "multi", "pairs", "pairs_cells", "dense"):
         out[key] = {}
         for split in ("train", "test"):
             parts = [f[key][split] for f in feature_sets]
@@ -520,3 +594,64 @@ def format_table(results: dict, probes=None, percent: bool = True) -> str:
             cells.append(txt.rjust(c))
         lines.append(str(row).ljust(width) + " | " + " ".join(cells))
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# uncertainty
+# ----------------------------------------------------------------------------------------------
+def probe_sizes(data: ProbeData) -> dict:
+    """probe -> the number of test items its accuracy is a proportion of (scenes, or cells for
+    ``dense_shape``; retrieval: the test captions)."""
+    n_single, n_grid = len(data.single["test"]), len(data.grid["test"])
+    sizes = {p: n_single for p in ("shape_linear", "shape_knn", "color_linear", "color_knn", "position",
+                                   "retrieval")}
+    sizes.update(shape_grid=n_grid, zero_shot=n_grid, count=len(data.multi["test"]),
+                 relation=len(data.pairs["test"]), relation_dense=len(data.pairs["test"]),
+                 dense_shape=int((data.dense["test"] >= 0).sum()))
+    return sizes
+
+
+def _count(acc: float, n: int) -> int:
+    return int(round(float(acc) * n))
+
+
+def interval_table(results: dict, sizes: dict, probes=None) -> str:
+    """One row per probe, one column per encoder: ``acc [low, high]`` in per cent, the 95% Wilson
+    interval on ``sizes[probe]`` test items; "-" where a probe does not apply (NaN)."""
+    from vislab.stats import accuracy_interval
+
+    probes = [p for p in (list(PROBES) if probes is None else list(probes))]
+    names = list(results)
+    cells = {}
+    for p in probes:
+        for r in names:
+            v = results[r].get(p, float("nan"))
+            if v is None or np.isnan(v):
+                cells[p, r] = "-"
+            else:
+                lo, hi = accuracy_interval(_count(v, sizes[p]), sizes[p])
+                cells[p, r] = f"{100 * v:.0f} [{100 * lo:.0f},{100 * hi:.0f}]"
+    wp = max(len(p) for p in probes) + 1
+    wc = {r: max(len(str(r)[:12]), max(len(cells[p, r]) for p in probes)) for r in names}
+    lines = [" " * wp + " | " + " ".join(str(r)[:12].rjust(wc[r]) for r in names)]
+    lines.append("-" * len(lines[0]))
+    lines += [f"{p:<{wp}} | " + " ".join(cells[p, r].rjust(wc[r]) for r in names) for p in probes]
+    return "\n".join(lines)
+
+
+def versus_controls(results: dict, sizes: dict, name: str, probe: str, controls=("ViT, random init", "raw pixels"),
+                    confidence: float = 0.95) -> dict:
+    """control -> ``"above"``, ``"below"`` or ``"tie"``: encoder ``name``'s accuracy on ``probe``
+    against each control's (rows of ``results``), by Newcombe's interval of the difference
+    (:func:`vislab.stats.difference_interval`): a tie where it contains 0."""
+    from vislab.stats import difference_interval
+
+    n = sizes[probe]
+    out = {}
+    for c in controls:
+        a, b = results[name][probe], results[c][probe]
+        if np.isnan(a) or np.isnan(b):
+            raise ValueError(f"{probe!r} has no accuracy for {name if np.isnan(a) else c!r} (NaN): nothing to compare")
+        lo, hi = difference_interval(_count(a, n), n, _count(b, n), n, confidence)
+        out[c] = "above" if lo > 0 else ("below" if hi < 0 else "tie")
+    return out
