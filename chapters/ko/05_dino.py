@@ -168,10 +168,8 @@ viewer = multicrop_viewer({f"scene {i}: {c}": img for i, (img, c) in enumerate(z
 # | 일부 크롭만 마스크될 때의 iBOT 정규화 | `-loss.sum() / student_masks_flat.shape[0]`, 이때 `masks_weight` $= 1/$(그 크롭의 마스크된 패치 수) (`dinov2/loss/ibot_patch_loss.py`, `forward_masked`; 가중치는 `dinov2/data/collate.py`에서 만든다) | `iBOTPatchLoss`: 모든 크롭 수로 나눈다 (예전에는 마스크된 크롭 수로만 나눠서, 절반이 마스크되면 두 배가 되었다) |
 # | 두 전역 크롭에 대한 KoLeo | `koleo_loss_weight * sum(self.koleo_loss(p) for p in student_cls_tokens.chunk(2))` (`dinov2/train/ssl_meta_arch.py`, `forward_backward`) | `DINO.loss`: 합 (예전에는 평균을 취해 항이 절반이었다) |
 #
-# 배포된 `dino_shapes`(7절)는 KoLeo 수정 전에 학습되었다. 평균을 썼으므로 KoLeo 가중치 0.1이 지금의
-# 0.05처럼 작용했다. 여기서는 이 체크포인트를 **다시 학습하지 않는다**(iBOT 가중치가 0이고 워밍업이
-# 평탄하므로, 나머지 두 수정은 이 모델의 학습을 전혀 바꾸지 않는다). `python -m vislab.pretrain
-# dino_shapes`는 이제 참조 코드의 더 강한 KoLeo 항으로 학습한다.
+# 배포된 `dino_shapes`(7절)는 세 가지 수정을 모두 반영한 뒤 교사 온도 워밍업과 작은 iBOT 항을 넣어
+# 다시 학습했다. 따라서 위의 세 세부 사항 모두가 이 체크포인트의 학습에 실제로 쓰인다.
 
 # %% [markdown] tags=["slide"]
 # ## 4. 코드
@@ -266,7 +264,9 @@ _ = check.at_least(float(tiny.dino_loss.center.abs().sum()), 1e-9, "|CLS centre|
 #
 # 이 실행들은 짧아서(2블록 ViT로 150 스텝, DINO 기본값의 약한 색 지터) 도형을 배우기에는 부족하다.
 # 이런 실행이 가장 먼저 배우는 것은 물체의 **색**이므로, 여기서는 색 레이블의 k-NN이 학습하는 실행과
-# 붕괴한 실행을 가른다. 온도는 체크포인트의 값을 쓰고(DINO보다 낮은 이유는 7절 참고), 워밍업은 없다.
+# 붕괴한 실행을 가른다. 교사의 온도는 체크포인트의 최종값을 쓰고(DINO보다 낮은 이유는 7절 참고), 워밍업은 없다. 건강한
+# 실행은 또한 $\log K$보다 *충분히 낮은* 엔트로피를 유지해야 한다: 엔트로피가 균등 분포 쪽으로 서서히
+# 올라가는 교사는, 아직 무언가를 배우고 있더라도 이미 "샤프닝 없음" 실패로 절반쯤 다가간 것이다.
 
 # %%
 from IPython.display import Markdown, display
@@ -350,6 +350,8 @@ check.at_least(collapse["no sharpening"]["entropy"], 0.9 * logk,
                "no sharpening: teacher entropy per image, vs 0.9 log K (uniform)")
 check.at_least(collapse["both"]["kl"] - max(collapse["no centering"]["kl"], collapse["no sharpening"]["kl"]), 0.1,
                "both: KL(teacher ‖ student) minus the collapsed runs' (a learning signal is left)")
+check.at_most(collapse["both"]["entropy"], 0.75 * logk,
+              "both: teacher entropy per image, vs 0.75 log K (well below uniform)")
 best_collapsed = max(collapse["no centering"]["knn"], collapse["no sharpening"]["knn"])
 _ = check.at_least(collapse["both"]["knn"] - best_collapsed, 0.03, "both: k-NN colour accuracy minus the best collapsed run")
 
@@ -363,12 +365,13 @@ _ = check.at_least(collapse["both"]["knn"] - best_collapsed, 0.03, "both: k-NN c
 # 과제를 고른 것은 원시 픽셀이 여기서 실패하기 때문이다: 몇 픽셀만 옮겨도 도형은 원래 자신과 겹치는
 # 픽셀이 거의 없다.
 #
-# DINO의 ImageNet 레시피와 다른 선택이 세 가지 있으며, 각각 이 장을 만들면서 측정했다(수치는 레시피의
-# docstring에 있다). 첫째, 더 낮은 온도(0.1과 0.04 → 0.07 대신 τ_s = 0.05, τ_t = 0.02): 헤드의 코사인
+# DINO의 ImageNet 레시피와 다른 선택이 네 가지 있으며, 각각 이 장을 만들면서 측정했다(시도 결과는 레시피의
+# docstring에 있고, 값은 아래 셀이 출력한다). 첫째, DINO의 0.1과 0.04 → 0.07보다 낮은 온도: 헤드의 코사인
 # 로짓과 거의 똑같은 우리 장면에서는 DINO의 값이 센터링된 교사를 거의 균등하게 남겨, 6절의 "샤프닝 없음"
-# 실패가 되었다. 둘째, 2절의 더 강한 색 증강. 셋째, iBOT 항 없음: 이 장면들에서 마스크 패치 손실은
-# 특징이 이미지를 색으로 분류하게 만들었고, 이후 두 번의 짧은 시도(레시피의 docstring)에서 도형 k-NN을
-# 낮췄다(연습 4). 아래의 모든 정확도에는 95% Wilson 구간이 붙으며, 차이는 그 차이에 대한 Newcombe
+# 실패가 되었다. 교사의 온도는 워밍업 동안 더 날카로운 값으로 *내려가며*, 이것이 교사의 엔트로피를
+# $\log K$보다 충분히 낮게 유지한다. 둘째, 더 높은 학습률. 셋째, 2절의 더 강한 색 증강. 넷째, *작은* iBOT
+# 가중치: 이 장면들에서 온전한 마스크 패치 손실은 특징이 이미지를 색으로 분류하게 만들었고, 짧은
+# 시도들에서 도형 k-NN을 낮췄다(연습 4). 아래의 모든 정확도에는 95% Wilson 구간이 붙으며, 차이는 그 차이에 대한 Newcombe
 # 구간이 0을 포함하지 않을 때만 인정한다.
 
 # %%
@@ -376,6 +379,10 @@ dino_model, dino_meta = load_or_train("dino_shapes", device=device, use_checkpoi
 encoder = dino_model.encoder.eval()
 torch.manual_seed(dino_meta["seed"])
 random_encoder = dino_recipe.build(dino_meta["config"]).encoder.eval()    # same architecture, same seed, untrained
+dc = dino_model.config
+print(f"recipe: tau_s = {dc.student_temp}, tau_t = {dc.warmup_teacher_temp} -> {dc.teacher_temp} over "
+      f"{dc.teacher_temp_warmup_steps} steps, iBOT weight {dc.ibot_weight}, KoLeo weight {dc.koleo_weight}, "
+      f"learning rate {dino_recipe.LR}, K = {dc.out_dim}")
 print("recorded when trained:", dino_meta["metrics"])
 
 # %%
@@ -403,8 +410,15 @@ for (a, b, k), (lo, hi) in gaps.items():
 # %%
 check.at_least(probe_table["DINO"]["k-NN"] - probe_table["random init"]["k-NN"], 0.20,
                "DINO k-NN minus random-init k-NN (shape)")
-_ = check.at_least(probe_table["DINO"]["k-NN"] - probe_table["raw pixels"]["k-NN"], 0.10,
-                   "DINO k-NN minus raw-pixel k-NN (shape)")
+check.at_least(probe_table["DINO"]["k-NN"] - probe_table["raw pixels"]["k-NN"], 0.15,
+               "DINO k-NN minus raw-pixel k-NN (shape)")
+from vislab.dino import entropy
+
+with torch.no_grad():
+    probe_logits = dino_model.teacher["head"](dino_model.teacher["backbone"](test_x.to(device)))   # (n, K)
+H_teacher = entropy(dino_model.dino_loss.teacher_targets(probe_logits, dc.teacher_temp).cpu()).mean().item()
+print(f"the shipped teacher's entropy per test image: {H_teacher:.2f} nats of log K = {math.log(dc.out_dim):.2f}")
+_ = check.at_most(H_teacher, 0.6 * math.log(dc.out_dim), "shipped teacher: entropy per image, vs 0.6 log K")
 
 # %%
 knn_gap = probe_table["DINO"]["k-NN"] - probe_table["random init"]["k-NN"]
@@ -497,25 +511,32 @@ print("share of the last layer's CLS attention on object patches, per head:",
 # 이전 논문 *Eyes Wide Shut* (Tong et al., 2024, arXiv:2401.06209)에서 나온다. 눈에 보이는 차이(방향,
 # 위치, 개수)가 있는데도 CLIP이 비슷하게 임베딩하는 이미지 쌍들이 있고, DINOv2 특징을 섞으면 VLM이 이
 # 쌍들에 더 잘 답한다는 것이다. 이 밑바탕의 질문을 우리 인코더로 *측정*해 보자. 세 가지 공간 과제에 대해
-# 고정된 특징 위에서 선형 프로브를 학습한다:
+# 고정된 특징 위에서 선형 프로브를 학습한다. 깨끗한 장면(검은 배경 위의 밝은 도형 하나)에서는 도형의
+# 위치가 픽셀 자체에 거의 선형으로 들어 있어서, 원시 픽셀만으로도 위치 프로브에 거의 완벽하게 답하고
+# 프로브가 인코더들을 구별하지 못한다. 그래서 여기서는 장면을 **어지럽힌다** (cluttered): 도형 뒤에 매끄러운
+# 무작위 텍스처를 깔고, 픽셀 잡음과 회색 방해 획 (distractor stroke)을 더하며(ShapeWorld의 `background`,
+# `noise`, `distractors` 옵션; 값은 아래에 출력된다), 위치는 연속적이다:
 #
 # - **위치**: 3×3 격자의 9칸 중 어느 칸에 도형이 있는가(도형이 하나인 장면).
 # - **왼쪽/오른쪽**: 크기가 다른 두 도형이 나란히 있을 때, *더 큰* 도형이 왼쪽에 있는가?
 #   (두 물체에 관한 질문은 어느 것이 어느 것인지 가려야 한다. 속성을 한쪽 자리에 결합하는 것이 바로
 #   "X가 Y의 왼쪽에 있는가?"가 묻는 것이다. 우연 수준 50%.)
-# - **개수 세기**: 도형이 1, 2, 3개 중 몇 개인가(우연 수준 33%).
+# - **개수 세기**: 도형이 1, 2, 3개 중 몇 개인가, 획은 세지 않는다(우연 수준 33%).
 #
 # 인코더마다 두 가지 읽기 (readout)를 프로빙한다: **CLS** 토큰(분류기나 CLIP의 대조 손실이 쓰는 것)과
-# **패치 토큰**(2×2 패치씩 평균 풀링해 4×4 격자로 만든 것, VLM의 프로젝터가 보게 될 것)이다. CLIP 방식
-# 인코더는 3장의 `clip_shapes` 체크포인트(의 이미지 타워)다. 수치를 보기 전에 밝혀 둘 단서가 있다: 우리
-# CLIP은 위치와 왼쪽/오른쪽 관계를 *명시하는* ShapeWorld 캡션("a red circle left of a blue square")으로
-# 학습되었다. 그런 경우가 드문 웹 캡션과는 다르다.
+# **패치 토큰**(4×4 격자의 패치 토큰을 이어 붙인 것, VLM의 프로젝터가 보게 될 것)이다. CLIP 방식
+# 인코더는 3장의 `clip_shapes` 체크포인트(의 이미지 타워)다. 수치를 보기 전에 밝혀 둘 단서가 있다: 두 인코더
+# 모두 학습 중에 어지러운 장면이나 두 번째 도형을 본 적이 없고, 우리 CLIP은 도형의 위치를 *명시하는*
+# ShapeWorld 캡션("in the top left")으로 학습되었다. 그런 경우가 드문 웹 캡션과는 다르다.
 
 # %%
-def spatial_sets(seed=0, n_train=1500, n_test=500):
-    """Images and labels for the three spatial tasks (32 px, continuous positions, black background)."""
+CLUTTER = dict(background="texture", noise=0.06, distractors=2)
+
+
+def spatial_sets(seed=0, n_train=1500, n_test=1000, clutter=CLUTTER):
+    """Images and labels for the three spatial tasks (32 px, continuous positions, cluttered scenes)."""
     sets = {}
-    one = dino_recipe.world()
+    one = dino_recipe.world(**clutter)
     tr, te = one.sample(n_train, "train", seed=seed), one.sample(n_test, "test", seed=seed)
     sets["position"] = (tr.images, tr.labels["position"], te.images, te.labels["position"])
 
@@ -527,10 +548,10 @@ def spatial_sets(seed=0, n_train=1500, n_test=500):
         label = (x.gather(1, big) < x.gather(1, 1 - big))[:, 0].long()
         return batch.images[keep][:n], label[keep][:n]
 
-    two = dino_recipe.world(min_shapes=2, max_shapes=2)
+    two = dino_recipe.world(min_shapes=2, max_shapes=2, **clutter)
     sets["left/right"] = (*larger_left(two.sample(4 * n_train, "train", seed=seed), n_train),
                           *larger_left(two.sample(4 * n_test, "test", seed=seed), n_test))
-    many = dino_recipe.world(min_shapes=1, max_shapes=3)
+    many = dino_recipe.world(min_shapes=1, max_shapes=3, **clutter)
     tr, te = many.sample(n_train, "train", seed=seed), many.sample(n_test, "test", seed=seed)
     sets["counting"] = (tr.images, tr.labels["count"], te.images, te.labels["count"])
     return sets
@@ -538,7 +559,7 @@ def spatial_sets(seed=0, n_train=1500, n_test=500):
 
 @torch.no_grad()
 def readouts(vit, images):
-    """CLS token (B, D) and patch tokens pooled to a 4x4 grid (B, 16*D) of a frozen ViT."""
+    """CLS token (B, D) and the patch tokens on a 4x4 grid, concatenated (B, 16*D), of a frozen ViT."""
     out = vit.forward_intermediates(images)
     gh, gw = out["grid"]
     patches = out["patches"].transpose(1, 2).reshape(images.shape[0], -1, gh, gw)     # (B, D, gh, gw)
@@ -547,6 +568,7 @@ def readouts(vit, images):
 
 
 spatial = spatial_sets()
+print("clutter:", CLUTTER)
 clip_file = checkpoint_path("clip_shapes").with_suffix(".safetensors")
 encoders = {"random init": random_encoder, "DINO": encoder}
 if clip_file.exists():
@@ -565,62 +587,77 @@ for task, (a_img, a_y, b_img, b_y) in spatial.items():
         spatial_table[(task, name, "CLS")] = linear_probe_accuracy(a_cls, a_y, b_cls, b_y, max_iter=500)
         spatial_table[(task, name, "patches")] = linear_probe_accuracy(a_patch, a_y, b_patch, b_y, max_iter=500)
 chance = {"position": 1 / 9, "left/right": 1 / 2, "counting": 1 / 3}
-names = ["raw pixels"] + list(encoders)
-print(f"{'task':>11} {'chance':>7} " + " ".join(f"{n + (' ' + r if n != 'raw pixels' else ''):>18}"
-                                                for n in names for r in (["-"] if n == "raw pixels" else ["CLS", "patches"])))
+columns = [("raw pixels", "-")] + [(n, r) for n in encoders for r in ("CLS", "patches")]
+n_spatial = {task: len(spatial[task][3]) for task in spatial}
+spatial_hits = {k: round(v * n_spatial[k[0]]) for k, v in spatial_table.items()}
+print("linear probes, accuracy and 95% Wilson interval; test scenes:", n_spatial)
 for task in spatial:
-    cells = [spatial_table[(task, n, r)] for n in names for r in (["-"] if n == "raw pixels" else ["CLS", "patches"])]
-    print(f"{task:>11} {chance[task]:>7.0%} " + " ".join(f"{v:>18.1%}" for v in cells))
+    print(f"{task:>11} (chance {chance[task]:.0%})")
+    for n, r in columns:
+        print(f"    {n + ('' if r == '-' else ' ' + r):>20}: {format_accuracy(spatial_hits[(task, n, r)], n_spatial[task])}")
 
 # %%
+def spatial_verdict(task, a, b):
+    """'a ahead', 'b ahead' or 'tie' for two (encoder, readout) cells, by Newcombe's 95% interval."""
+    lo, hi = difference_interval(spatial_hits[(task, *a)], n_spatial[task], spatial_hits[(task, *b)], n_spatial[task])
+    return ("ahead" if lo > 0 else "behind" if hi < 0 else "tie"), lo, hi
+
+
+best_cell = {t: max(((n, r) for n in encoders for r in ("CLS", "patches")), key=lambda k: spatial_table[(t, *k)])
+             for t in spatial}
+raw_verdicts = {t: spatial_verdict(t, best_cell[t], ("raw pixels", "-")) for t in spatial}
+check.at_least(spatial_table[("counting", *best_cell["counting"])] - spatial_table[("counting", "raw pixels", "-")],
+               0.05, "counting in clutter: best encoder readout minus raw pixels")
 check.at_least(spatial_table[("position", "DINO", "patches")] - spatial_table[("position", "DINO", "CLS")], 0.05,
                "DINO position probe: patch tokens minus CLS")
-check.at_most(spatial_table[("position", "DINO", "CLS")] - spatial_table[("position", "random init", "CLS")], 0.02,
-              "position from the CLS: DINO minus random init (crop invariance: no gain beyond 2 points)")
+verdicts = {}
 if "CLIP" in encoders:
-    check.at_least(spatial_table[("position", "CLIP", "CLS")] - spatial_table[("position", "DINO", "CLS")], 0.0,
-                   "position from the CLS: CLIP minus DINO")
-    lead = max(spatial_table[(t, "DINO", "patches")] - spatial_table[(t, "CLIP", "patches")] for t in spatial)
-    _ = check.at_most(lead, 0.02, "largest lead of DINO's patch tokens over CLIP's on the three tasks")
+    verdicts = {(t, r): spatial_verdict(t, ("DINO", r), ("CLIP", r)) for t in spatial for r in ("CLS", "patches")}
+    for (t, r), (word, lo, hi) in verdicts.items():
+        print(f"{t:>11} {r:>7}: DINO minus CLIP {spatial_table[(t, 'DINO', r)] - spatial_table[(t, 'CLIP', r)]:+.1%}, "
+              f"95% interval [{lo:+.1%}, {hi:+.1%}]: DINO {word}")
+    lead = max(spatial_table[(t, "DINO", r)] - spatial_table[(t, "CLIP", r)] for t in spatial for r in ("CLS", "patches"))
+    _ = check.at_most(lead, 0.03, "largest lead of DINO over CLIP, any task, either readout")
 
 # %%
-def half_width(p, n):
-    return 1.96 * math.sqrt(p * (1 - p) / n)
-
-
 def pct(task, name, readout="-"):
     return f"{spatial_table[(task, name, readout)]:.0%}"
 
 
-enc = list(encoders)
-patch_pos = [spatial_table[("position", n, "patches")] for n in enc]
-cls_order = sorted(enc, key=lambda n: spatial_table[("position", n, "CLS")])
-lr_best = max(((n, r) for n in enc for r in ("CLS", "patches")), key=lambda k: spatial_table[("left/right", *k)])
-count_vals = [spatial_table[("counting", n, r)] for n in enc for r in ("CLS", "patches")]
-display(Markdown(
-    f"**What the table shows.** Position first: on a black background the place of a bright blob is almost linear "
-    f"in the pixels themselves (raw pixels: {pct('position', 'raw pixels')}), and every encoder's patch tokens keep it "
-    f"({min(patch_pos):.0%}-{max(patch_pos):.0%}). The CLS tokens differ: from worst to best, "
-    + ", ".join(f"{n} {pct('position', n, 'CLS')}" for n in cls_order)
-    + ". DINO's CLS was trained to give the same answer for crops taken at different places, so position is what "
-    "it should lose; a CLIP trained on captions that name the position (\"in the top left\") should keep it. "
-    f"Left/right (is the larger shape on the left? chance 50%): the best readout is {lr_best[0]}'s {lr_best[1]} "
-    f"({pct('left/right', *lr_best)}); DINO's patch tokens {pct('left/right', 'DINO', 'patches')} against random "
-    f"init's {pct('left/right', 'random init', 'patches')}, DINO's CLS {pct('left/right', 'DINO', 'CLS')}. Counting "
-    f"(chance 33%): the encoders' readouts span {min(count_vals):.0%}-{max(count_vals):.0%}, raw pixels "
-    f"{pct('counting', 'raw pixels')}. (Test scenes: " + ", ".join(f"{t} {len(spatial[t][3])}" for t in spatial)
-    + f"; a binomial 95% interval is ±{100 * half_width(0.5, len(spatial['left/right'][3])):.0f} points at 50% and "
-    f"±{100 * half_width(0.95, len(spatial['position'][3])):.0f} at 95%: differences smaller than that are ties.)"))
+raw_words = {"ahead": "ahead of raw pixels", "tie": "tied with raw pixels", "behind": "behind raw pixels"}
+raw_row = "; ".join(f"{t}: raw pixels {pct(t, 'raw pixels')} (chance {chance[t]:.0%}), best encoder readout "
+                    f"{best_cell[t][0]} {best_cell[t][1]} {pct(t, *best_cell[t])}, {raw_words[raw_verdicts[t][0]]}"
+                    for t in spatial)
+parts = [f"**What the table shows.** Raw pixels first, against the best encoder readout of each task: {raw_row}. "
+         "Where they tie, the clutter did not take the answer out of the pixels, and a probe there cannot credit "
+         "an encoder with knowing where things are."]
+if verdicts:
+    def said(word):
+        return [f"{t} ({r})" for (t, r), (w, _, _) in verdicts.items() if w == word]
+
+    ahead, behind, tie = said("ahead"), said("behind"), said("tie")
+    parts.append("DINO against CLIP, readout by readout, counting a difference only where its 95% interval "
+                 "excludes zero: DINO ahead on " + (", ".join(ahead) if ahead else "none") + "; CLIP ahead on "
+                 + (", ".join(behind) if behind else "none") + "; ties on " + (", ".join(tie) if tie else "none") + ".")
+    parts.append(f"DINO's patch tokens against random init's on position: {pct('position', 'DINO', 'patches')} and "
+                 f"{pct('position', 'random init', 'patches')}; DINO's CLS {pct('position', 'DINO', 'CLS')}, as its "
+                 "training asks: the same answer for crops taken at different places.")
+    spatial_claim = "reproduced" if ahead and not behind else "not reproduced"
+    parts.append(f"The notes' claim (DINO-style features beat CLIP-style ones on spatial questions) is therefore "
+                 f"**{spatial_claim}** on our encoders" + ("." if spatial_claim == "reproduced" else
+                 ": DINO is ahead nowhere." if not ahead else ": DINO is ahead on some readouts and behind on others."))
+display(Markdown(" ".join(parts)))
 
 # %% [markdown]
-# 그러니 정직하게 측정한 결과는 이렇다: **우리 장면에서는 DINO 방식 특징이 세 가지 공간 프로브 중
-# 어디에서도 CLIP 방식 특징을 이기지 못한다**(위의 마지막 확인). 노트의 주장은 이 규모에서 재현되지
-# 않으며, 표가 그 이유를 가리킨다: (1) 우리 CLIP의 캡션은 위치와 관계를 *명시*하지만 웹 alt-text는
-# 거의 그렇지 않고, Cambrian-1과 Eyes Wide Shut의 CLIP 인코더는 웹 alt-text로 학습되었다. (2) 우리
-# DINO에는 패치 수준 목표가 없고(iBOT 없음, 7절 참고) DINOv2보다 훨씬 적고 단순한 이미지를 보았다.
-# DINOv2의 조밀한 특징은 이미지 142M장 규모에서 학습한 iBOT에서 나온다 (cited: DINOv2 paper, sec. 3).
-# (3) 검은 배경에서는 위치 정보를 거의 공짜로 얻는다. 위의 확인들이 이 주장들을 수치에 묶어 두므로,
-# 수치를 바꾸는 재학습 체크포인트는 눈에 띄게 실패한다.
+# 이 규모에서 순서가 어느 쪽으로든 나올 수 있는 이유는 이렇다: (1) 우리 CLIP의 캡션은 도형의 위치를
+# *명시*하지만 웹 alt-text는 거의 그렇지 않고, Cambrian-1과 Eyes Wide Shut의 CLIP 인코더는 웹 alt-text로
+# 학습되었다. (2) 우리 DINO의 패치 수준 목표는 작고(iBOT 가중치는 7절에 출력된다) DINOv2보다 훨씬 적고
+# 단순한 이미지를 보았다. DINOv2의 조밀한 특징은 이미지 142M장 규모에서 학습한 iBOT에서 나온다 (cited: DINOv2 paper, sec. 3).
+# (3) 우리 두 인코더 모두 학습 중에 어지러운 장면이나 두 도형을 본 적이 없다. (4) 어지러운 장면에서도
+# 원시 픽셀 위의 선형 프로브는 밝은 도형의 자리를 찾아내므로, 위치와 왼쪽/오른쪽은 어떤 인코더 없이도
+# 쉬운 과제로 남는다. 위의 확인들은 표의 구조(어지러운 장면의 개수 세기에서는 원시 픽셀이 진다, DINO의
+# 위치 정보는 패치 토큰에 있다, DINO는 어디에서도 CLIP을 앞서지 않는다)를 수치에 묶어 두고, 판정은
+# 구간으로부터 출력되므로, 판정을 바꾸는 재학습 체크포인트는 본문도 바꾼다.
 
 # %% [markdown] tags=["slide"]
 # ## 10. DINOv2의 백본: LayerScale, SwiGLU, 레지스터
@@ -879,8 +916,8 @@ check.answer("Exercise 6: the teacher's entropy without sharpening", "rises" if 
 #   (8절), 이 규모에서는 약하다.
 # - 특징이 간직하는 것은 뷰들이 공유하는 것이다: 크기가 가장 많이, 색은 지터에도 불구하고 일부,
 #   위치는 CLS에 전혀 남지 않는다(7절).
-# - 우리 인코더로 측정한 공간 질문: DINO 방식 특징은 위치, 왼쪽/오른쪽, 개수 세기 어디에서도 CLIP 방식
-#   특징을 이기지 못했다. DINO의 공간 정보는 CLS가 아니라 패치 토큰에 있다(9절).
+# - 어지러운 장면에서 우리 인코더로 측정한 공간 질문: 9절은 DINO 대 CLIP, 그리고 각 인코더 대 원시 픽셀을
+#   읽기마다 95% 구간으로 판정한다. DINO의 공간 정보는 CLS가 아니라 패치 토큰에 있다.
 #
 # ## 13. 노트 검증
 #
@@ -892,7 +929,7 @@ check.answer("Exercise 6: the teacher's entropy without sharpening", "rises" if 
 # | "iBOT: 패치 마스킹 + 마스크 예측, 자기 지도 토크나이저를 쓰는 MAE와 비슷하다" | `iBOTPatchLoss`: 타깃은 픽셀이 아니라, 학습된 K개 프로토타입에 대한 교사 헤드의 분포다 |
 # | "선별된 이미지 142M장" | 여기서는 재현할 수 없다: LVD-142M은 선별된 데이터셋과의 유사도를 기준으로 웹 이미지 1.2B장에서 검색해 모은 것이다 (cited: DINOv2 paper, sec. 3) |
 # | "세밀한 시각 특징, 조밀 예측에 좋다" | 8절: 무작위 초기화의 것과 나란히 놓은 PCA 그림, 그리고 물체 패치에 쏠린 CLS 어텐션의 비중; 이 규모에서 조밀한 특징은 약하며 DINOv2와는 거리가 멀다 |
-# | "공간 특징은 강하고 CLIP은 약하다" (Cambrian-1의 말로 인용됨) | Cambrian-1의 표현이 아니다: Cambrian-1은 CLIP 방식 인코더가 전반적으로 더 강하고 DINOv2가 비전 중심 과제에서 가장 근접함을 보인다. CLIP의 실패 사례는 Eyes Wide Shut에서 나온다. 우리 측정(9절): 우리 장면에서는 **재현되지 않는다**. 세 프로브 중 어디에서도 DINO가 CLIP을 앞서지 않으며, 그 이유도 함께 밝혔다 |
+# | "공간 특징은 강하고 CLIP은 약하다" (Cambrian-1의 말로 인용됨) | Cambrian-1의 표현이 아니다: Cambrian-1은 CLIP 방식 인코더가 전반적으로 더 강하고 DINOv2가 비전 중심 과제에서 가장 근접함을 보인다. CLIP의 실패 사례는 Eyes Wide Shut에서 나온다. 우리 측정(9절, 어지러운 장면): 판정은 9절과 마지막 셀에 출력되며, 그 이유도 함께 밝혔다 |
 #
 # **노트의 세 번째 질문: 왜 VLM에 CLIP 옆에 DINOv2를 더하는가?** 아래의 마지막 표는 이번 실행에서
 # 출력된 것이다. 정직한 해석은 그다음 셀에 있다.
@@ -905,25 +942,26 @@ print(f"Collapse (150-step runs, plain DINO loss; k-NN of the object's colour, {
 for name, r in collapse.items():
     print(f"  {name:>14}: teacher entropy {r['entropy']:.2f} nats, batch-mean entropy {r['batch_entropy']:.2f}, "
           f"KL {r['kl']:.3f}, k-NN {r['knn']:.1%}")
-print("Spatial probes (linear, frozen):")
+print(f"Shipped teacher: entropy {H_teacher:.2f} nats of log K = {math.log(dc.out_dim):.2f}")
+print("Spatial probes (linear, frozen, cluttered scenes):")
 for task in spatial:
     row = ", ".join(f"{n} {r} {spatial_table[(task, n, r)]:.0%}" for n in encoders for r in ("CLS", "patches"))
     print(f"  {task:>11}: raw pixels {spatial_table[(task, 'raw pixels', '-')]:.0%}, {row}")
+for (t, r), (word, lo, hi) in verdicts.items():
+    print(f"  DINO minus CLIP, {t} {r}: [{lo:+.1%}, {hi:+.1%}] -> DINO {word}")
 
 # %% [markdown]
 # **노트의 세 번째 질문에 대한 답.** 노트는 CLIP이 공간적·조밀한 특징에 약하고 DINOv2가 강하기 때문에
 # VLM이 DINOv2를 더한다고 말한다. 논문들이 실제로 측정한 것은 그보다 좁다: 인코더 결합은 비전 중심
 # 과제에서 가장 도움이 되고(Cambrian-1), DINOv2 특징은 방향, 위치, 개수에 대한 CLIP의 맹점 일부를
 # 메운다(Eyes Wide Shut).
-# 우리 측정(9절)은 그 순서를 **재현하지 않는다**: 위치와 관계를 명시하는 우리 캡션으로는 CLIP 방식
-# 특징이 위치, 왼쪽/오른쪽, 개수 세기에서 같거나 더 좋았고, DINO의 CLS는 위치에서 무작위 초기화보다
-# 나아진 것이 없었다. 이 장이 뒷받침하는 것은 그 주장 뒤에 있는 메커니즘이다: DINO의 CLS 토큰은 크롭을
+# 우리 측정은 구간으로부터 출력되는 9절의 판정이다(마지막 셀이 이를 다시 보여 준다). 그 판정이 무엇이든
+# 이 장이 뒷받침하는 것은 그 주장 뒤에 있는 메커니즘이다: DINO의 CLS 토큰은 크롭을
 # 어디서 잘랐는지에 *불변*하도록 학습되므로, DINO 방식 인코더의 공간 정보는 패치 토큰에 있다(Cambrian-1,
 # Eyes Wide Shut, 그리고 모든 VLM이 언어 모델에 넣어 주는 것이 바로 이 패치 토큰이다). 반면 CLIP의 이미지
-# 타워는 캡션이 요구하는 것은 무엇이든 배운다. 웹 캡션은 왼쪽/오른쪽을 묻는 일이 드물고, 두 논문이 측정한
+# 타워는 캡션이 요구하는 것은 무엇이든 배운다. 웹 캡션은 위치를 묻는 일이 드물고, 두 논문이 측정한
 # 것이 바로 그런 상황이다. 우리 캡션은 늘 묻는다. 따라서 "DINOv2가 공간 질문에 더 낫다"는 두 손실의
-# 법칙이 아니라 학습 신호(대규모의 조밀한 자기 지도 대 캡션 통계)에 관한 주장이며, 위치를 명시하는 캡션을
-# 쓰는 작은 규모에서는 성립하지 않는다.
+# 법칙이 아니라 학습 신호(대규모의 조밀한 자기 지도 대 캡션 통계)에 관한 주장이다.
 
 # %% [markdown]
 # ## 질문지 (Questionnaire)
@@ -965,9 +1003,10 @@ for task in spatial:
 #    찾아내지만, 클래스마다 초평면 하나로는 가를 수 없다.
 # 9. 서로 다른 곳에서 잘라 낸 크롭 모두에 같은 답을 내야 하므로, CLS는 위치에 불변이 된다. 사물이 어디
 #    있는지는 패치 토큰이 간직한다.
-# 10. DINO의 특징은 세 프로브 중 어디에서도 CLIP의 특징을 이기지 못했다. 하지만 우리 캡션은 위치와
-#     관계를 명시하고, 우리 DINO는 아주 작으며 iBOT 항도 없다. Cambrian-1과 Eyes Wide Shut이 비교한 웹
-#     규모 인코더와는 사정이 다르다.
+# 10. 9절은 어지러운 장면에서 프로브마다 구간으로 판정한다. 어느 쪽이든 논문을
+#     반박하지는 않는다. 우리 캡션은 위치를 명시하고, 우리 DINO는 아주 작으며 iBOT 가중치도 작고, 두
+#     인코더 모두 어지러운 장면을 본 적이 없다. Cambrian-1과 Eyes Wide Shut이 비교한 웹 규모 인코더와는
+#     사정이 다르다.
 # 11. 교사 온도 워밍업은 한 스텝 일찍 끝값에 도달하는 `linspace`다. iBOT 항은 마스크 여부와 관계없이
 #     모든 전역 크롭 수로 나눈다. KoLeo는 두 전역 크롭에 대해 합한다(3절).
 
