@@ -12,8 +12,9 @@
 #    the argmin; write the VQ-VAE loss with its stop-gradients and its β;
 # 2. watch a codebook **collapse** (a few codes do all the work) and fix it with EMA updates
 #    and dead-code restarts, at an equal training budget, measured by usage and perplexity;
-# 3. compare a VQ-VAE with a **VQ-GAN** (perceptual + adversarial loss, adaptive weight) on
-#    pixel error and sharpness;
+# 3. build a crispness score that noise cannot win (edge agreement, proved with controls), and
+#    compare a VQ-VAE with a **VQ-GAN** (perceptual + adversarial loss, adaptive weight) on pixel
+#    error, edges, perceptual distance and recognisability, with 95% intervals;
 # 4. measure the **information lost** by discretisation against codebook size and grid, in bits;
 # 5. train-free: use a shipped **Chameleon-style early-fusion** Transformer that generates
 #    ShapeWorld images from captions and captions from images, and grade its images with
@@ -53,14 +54,15 @@ import vislab
 from vislab import check
 from vislab.fusion import EarlyFusion
 from vislab.pretrain import load_or_train
-from vislab.recipes.vq import (FUSION_STEPS, FUSION_TEXT_FIRST, FUSION_TRAIN_IMAGES, SWEEP_STEPS, fusion_world,
-                               tokenizer_batch, tokenizer_test_set)
+from vislab.recipes.vq import (FUSION_STEPS, FUSION_TEXT_FIRST, FUSION_TRAIN_IMAGES, SWEEP_STEPS, VQGAN_TRIES,
+                               fusion_world, tokenizer_batch, tokenizer_test_set)
 from vislab.runtime import setup
 from vislab.shapes import SHAPES
+from vislab.stats import format_accuracy, verdict
 from vislab.train import fit
 from vislab.vq import (VQGAN, VQVAE, VectorQuantizer, VQVAEConfig, adaptive_weight, bits_per_image,
-                       codebook_usage, hinge_d_loss, perceptual_distance, perplexity, psnr, sharpness,
-                       vqvae_loss)
+                       codebook_usage, edge_agreement, hinge_d_loss, perceptual_distance, perplexity,
+                       sharpness, vqvae_loss)
 from vislab.widgets import LossCurve
 
 device = setup(seed=0)
@@ -325,7 +327,7 @@ history = {name: {"step": h.eval_steps, "perplexity": h.evals["perplexity"], "us
 viewer = codebook_viewer(viewer_images, viewer_codes, vqvae.num_codes, history=history, image_index=1)
 
 # %% [markdown] tags=["slide"]
-# ## 7. VQ-GAN: sharper codes
+# ## 7. VQ-GAN: sharper codes?
 #
 # A VQ-VAE trained with a pixel MSE is rewarded for predicting the *average* of what a code could
 # stand for: blurry edges and washed-out texture. VQ-GAN (Esser et al., *Taming Transformers*,
@@ -354,68 +356,225 @@ vislab.show_source(VQGAN.generator_loss)
 vislab.show_source(hinge_d_loss)
 
 # %% [markdown]
-# Both shipped tokenizers have the same layers, codebook (512 codes, EMA + restart), data and
-# number of steps; only the loss differs. We compare them on 256 clean and 256 textured held-out
-# scenes: pixel error (MSE, PSNR), the **sharpness ratio** (mean squared image gradient of the
-# reconstruction over that of the original: 1 keeps all edge energy, lower is blurrier) and the
-# perceptual distance (measured with the VQ-GAN's own frozen network, so it favours the VQ-GAN
-# by construction: read it with that in mind).
+# Both shipped tokenizers have the same layers and codebook (512 codes, EMA + restart) and see the
+# same data; only the loss differs (the end of this section says how `vqgan_shapes` was trained).
+# Before we call one of them "crisper", we need a score for crispness that noise cannot win. The
+# obvious one, the **sharpness ratio** (mean squared image gradient of the reconstruction over that
+# of the original), counts any high-frequency energy: speckle and halos raise it as much as a
+# well-placed edge. **Edge agreement** asks instead whether the edges are *where the original has
+# them*: the Pearson correlation between the two gradient-magnitude maps,
+#
+# $$\mathrm{EA}(x, \hat x) = \rho\big(\lVert \nabla x \rVert, \lVert \nabla \hat x \rVert\big)
+#   \qquad (\text{over the pixels of one image; the norm over colour channels and both directions}),$$
+#
+# 1 for the original itself. Speckle adds edge strength where the original has none and lowers
+# ρ; blur spreads and weakens the edges and lowers it too. A score earns trust by its **controls**:
+# the original (the ceiling), the VQ-VAE's reconstruction *blurred* (5×5 binomial kernel), and the
+# same reconstruction with Gaussian *noise* (σ = 0.1) added. Both damaged copies must score clearly
+# below the reconstruction they were made from. The same controls go through a fixed classifier,
+# chapter 2's ViT, on 1,000 held-out single-shape scenes (medium and large shapes, the sizes it was
+# trained to read): how often does it still recognise the shape?
 
 # %%
 vqgan, vqgan_meta = load_or_train("vqgan_shapes", device=device, use_checkpoint=USE_CHECKPOINT)
-scores = {}
-with torch.no_grad():
-    for name, model in (("VQ-VAE", vqvae), ("VQ-GAN", vqgan)):
-        for kind, images in test.items():
-            x = images.to(device)
-            r = model(x)["recon"].clamp(0, 1)
-            scores[name, kind] = {"mse": F.mse_loss(r, x).item(), "psnr": psnr(r, x),
-                                  "sharpness": (sharpness(r).mean() / sharpness(x).mean()).item(),
-                                  "perceptual": perceptual_distance(vqgan.perceptual, x, r).item(),
-                                  "recon": r[:6].cpu()}
-print(f"{'':8}{'scenes':10}{'MSE':>9}{'PSNR dB':>9}{'sharpness':>11}{'perceptual':>12}")
-for (name, kind), s in scores.items():
-    print(f"{name:8}{kind:10}{s['mse']:9.4f}{s['psnr']:9.2f}{s['sharpness']:11.2f}{s['perceptual']:12.4f}")
+vit, vit_meta = load_or_train("vit_shapes", device=device, use_checkpoint=USE_CHECKPOINT)
 
-fig, axes = plt.subplots(3, 8, figsize=(12, 4.8))
-originals = torch.cat([test["clean"][:4], test["nuisance"][:4]])
-for row, name in enumerate(("original", "VQ-VAE", "VQ-GAN")):
-    imgs = originals if row == 0 else torch.cat([scores[name, "clean"]["recon"][:4],
-                                                 scores[name, "nuisance"]["recon"][:4]])
+
+def blurred(images):
+    """A 5×5 binomial blur: the edges stay in place but spread and weaken."""
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=images.device)
+    k = (k[:, None] * k[None]) / 256                                         # (5, 5), sums to 1
+    return F.conv2d(F.pad(images, (2, 2, 2, 2), mode="replicate"), k.expand(3, 1, 5, 5).contiguous(), groups=3)
+
+
+def noisy(images, sigma=0.1, seed=0):
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed)).to(images.device)
+    return (images + sigma * noise).clamp(0, 1)
+
+
+def per_image(r, x):
+    """Per-image scores (B,) of a reconstruction r of x, and the (whole-set) sharpness ratio."""
+    return {"mse": ((r - x) ** 2).mean((1, 2, 3)).cpu(), "edge": edge_agreement(r, x).cpu(),
+            "perceptual": perceptual_distance(vqgan.perceptual, x, r, reduction="none").cpu(),
+            "sharpness": (sharpness(r).mean() / sharpness(x).mean()).item()}
+
+
+def mean_interval(v):
+    """Mean of per-image scores and its 95% interval (normal approximation, 1.96 standard errors)."""
+    m, half = v.mean().item(), 1.96 * v.std().item() / len(v) ** 0.5
+    return m, m - half, m + half
+
+
+def vit_shapes_of(images):
+    with torch.no_grad():
+        return torch.cat([vit(images[i:i + 500].to(device)).argmax(-1).cpu()
+                          for i in range(0, len(images), 500)])          # (B,) predicted shape ids
+
+
+CONTROLS = ("original", "VQ-VAE", "VQ-VAE blurred", "VQ-VAE + noise")
+held_out = fusion_world().sample(1000, "test", seed=5)                   # (1000, 3, 32, 32) single shapes
+per, recons, vit_hits = {}, {}, {}
+with torch.no_grad():
+    for kind, images in [*test.items(), ("held-out", held_out.images)]:
+        x = images.to(device)
+        vae_r, gan_r = vqvae(x)["recon"].clamp(0, 1), vqgan(x)["recon"].clamp(0, 1)
+        versions = {"original": x, "VQ-VAE": vae_r, "VQ-VAE blurred": blurred(vae_r), "VQ-VAE + noise": noisy(vae_r),
+                    "VQ-GAN": gan_r}
+        for name, r in versions.items():
+            if kind == "held-out":
+                vit_hits[name] = int((vit_shapes_of(r) == held_out.labels["shape"]).sum())
+            else:
+                per[name, kind] = per_image(r, x)
+                recons[name, kind] = r[:4].cpu()
+n_held = len(held_out)
+print(f"{'':16}{'scenes':10}{'edge agreement [95%]':>24}{'sharpness ratio':>17}")
+for kind in test:
+    for name in CONTROLS:
+        m, lo, hi = mean_interval(per[name, kind]["edge"])
+        print(f"{name:16}{kind:10}{m:10.3f} [{lo:.3f}, {hi:.3f}]{per[name, kind]['sharpness']:13.2f}")
+print(f"\nViT recognises the shape, {n_held:,} held-out scenes:")
+for name in CONTROLS:
+    print(f"  {name:16}{format_accuracy(vit_hits[name], n_held)}")
+
+# %%
+for kind in test:
+    e = {name: mean_interval(per[name, kind]["edge"]) for name in CONTROLS}
+    check.close(e["original"][0], 1.0, f"edge agreement of the original with itself ({kind} scenes)", atol=1e-4)
+    for damaged in ("VQ-VAE blurred", "VQ-VAE + noise"):
+        check.at_least(e["VQ-VAE"][1] - e[damaged][2], 0.0, f"{damaged} scores below the VQ-VAE's reconstruction "
+                       f"({kind} scenes, gap between the 95% intervals of the edge agreement)")
+    check.at_least(per["VQ-VAE + noise", kind]["sharpness"] - per["VQ-VAE", kind]["sharpness"], 0.5,
+                   f"the sharpness ratio rewards the noise ({kind} scenes, gain of the noisy copy)")
+for damaged in ("VQ-VAE blurred", "VQ-VAE + noise"):
+    check.equal(verdict(vit_hits["VQ-VAE"], n_held, vit_hits[damaged], n_held, ("VQ-VAE", damaged)),
+                f"VQ-VAE above {damaged}", f"ViT recognition: the {damaged.split()[-1]} control is recognised less")
+e_c = {name: mean_interval(per[name, "clean"]["edge"]) for name in CONTROLS}
+e_n = {name: mean_interval(per[name, "nuisance"]["edge"]) for name in CONTROLS}
+display(Markdown(
+    f"The controls behave. The original scores 1; on clean scenes the VQ-VAE's reconstruction scores "
+    f"{e_c['VQ-VAE'][0]:.2f}, its blurred copy {e_c['VQ-VAE blurred'][0]:.2f} and its noisy copy "
+    f"{e_c['VQ-VAE + noise'][0]:.2f} (textured scenes: {e_n['VQ-VAE'][0]:.2f}, {e_n['VQ-VAE blurred'][0]:.2f}, "
+    f"{e_n['VQ-VAE + noise'][0]:.2f}), all with 95% intervals far apart. The old sharpness ratio ranks the same "
+    f"three the other way round: the noisy copy gets the *highest* score ({per['VQ-VAE + noise', 'clean']['sharpness']:.2f} "
+    f"on clean scenes, above the original's 1), the score a speckled reconstruction would win with. The ViT "
+    f"agrees with the edge score: it recognises {vit_hits['VQ-VAE'] / n_held:.0%} of the shapes through the VQ-VAE, "
+    f"{vit_hits['VQ-VAE blurred'] / n_held:.0%} after the blur and {vit_hits['VQ-VAE + noise'] / n_held:.0%} after the noise "
+    f"(originals {vit_hits['original'] / n_held:.0%})."))
+
+# %% [markdown]
+# Now the two tokenizers, on the same four scores: pixel error (per-image MSE), edge agreement,
+# the perceptual distance (measured with the VQ-GAN's *own* frozen network, so it favours the VQ-GAN
+# by construction) and the ViT's recognition. For the first three, the interval is that of the
+# per-image *difference* VQ-GAN − VQ-VAE (the same images go through both); for recognition,
+# Newcombe's interval of the difference of two accuracies (`vislab.stats`). A difference whose
+# interval contains 0 is a **tie**.
+
+# %%
+LOWER_IS_BETTER = {"mse": True, "edge": False, "perceptual": True}
+comparison = {}
+for kind in test:
+    for metric, lower in LOWER_IS_BETTER.items():
+        a, b = per["VQ-VAE", kind][metric], per["VQ-GAN", kind][metric]
+        d, d_lo, d_hi = mean_interval(b - a)                                  # VQ-GAN - VQ-VAE, paired
+        gan_better = d_hi < 0 if lower else d_lo > 0
+        vae_better = d_lo > 0 if lower else d_hi < 0
+        comparison[kind, metric] = {"VQ-VAE": mean_interval(a), "VQ-GAN": mean_interval(b), "diff": (d, d_lo, d_hi),
+                                    "verdict": "VQ-GAN better" if gan_better else "VQ-VAE better" if vae_better
+                                    else "tie"}
+recognition_verdict = verdict(vit_hits["VQ-GAN"], n_held, vit_hits["VQ-VAE"], n_held, ("VQ-GAN", "VQ-VAE"))
+print(f"{'scenes':10}{'score':12}{'VQ-VAE [95%]':>24}{'VQ-GAN [95%]':>24}{'difference [95%]':>28}   verdict")
+for (kind, metric), c in comparison.items():
+    cells = [f"{m:.4f} [{lo:.4f}, {hi:.4f}]" for m, lo, hi in (c["VQ-VAE"], c["VQ-GAN"])]
+    d, lo, hi = c["diff"]
+    print(f"{kind:10}{metric:12}{cells[0]:>24}{cells[1]:>24}{f'{d:+.4f} [{lo:+.4f}, {hi:+.4f}]':>28}   {c['verdict']}")
+print(f"{'held-out':10}{'recognised':12}{format_accuracy(vit_hits['VQ-VAE'], n_held):>24}"
+      f"{format_accuracy(vit_hits['VQ-GAN'], n_held):>24}{'':28}   {recognition_verdict}")
+
+fig, axes = plt.subplots(5, 8, figsize=(12, 7.6))
+for row, name in enumerate(("original", "VQ-VAE", "VQ-GAN", "VQ-VAE blurred", "VQ-VAE + noise")):
+    imgs = torch.cat([recons[name, "clean"], recons[name, "nuisance"]])
     for j in range(8):
         axes[row, j].imshow(imgs[j].permute(1, 2, 0))
         axes[row, j].set_xticks([])
         axes[row, j].set_yticks([])
-    axes[row, 0].set_ylabel(name)
+    axes[row, 0].set_ylabel(name, fontsize=8)
 plt.tight_layout()
 plt.show()
 
 # %%
-for kind in ("clean", "nuisance"):
-    _ = check.at_least(scores["VQ-GAN", kind]["sharpness"] - scores["VQ-VAE", kind]["sharpness"], 0.1,
-                       f"VQ-GAN keeps more edge energy than VQ-VAE ({kind} scenes, sharpness-ratio gain)")
-    _ = check.at_most(scores["VQ-VAE", kind]["mse"], scores["VQ-GAN", kind]["mse"],
+for kind in test:
+    _ = check.at_most(comparison[kind, "mse"]["VQ-VAE"][0], comparison[kind, "mse"]["VQ-GAN"][0],
                       f"VQ-VAE has the lower pixel error ({kind} scenes, MSE)")
-vae_c, gan_c, vae_n, gan_n = (scores[k] for k in (("VQ-VAE", "clean"), ("VQ-GAN", "clean"),
-                                                  ("VQ-VAE", "nuisance"), ("VQ-GAN", "nuisance")))
-gan_closer = [kind for kind in ("clean", "nuisance")
-              if scores["VQ-GAN", kind]["perceptual"] < scores["VQ-VAE", kind]["perceptual"]]
+    _ = check.at_least(comparison[kind, "edge"]["VQ-GAN"][0] - e_c["VQ-VAE + noise"][0] if kind == "clean" else
+                       comparison[kind, "edge"]["VQ-GAN"][0] - e_n["VQ-VAE + noise"][0], 0.0,
+                       f"the VQ-GAN's edges agree better than the noise control's ({kind} scenes)")
+verdicts = {k: c["verdict"] for k, c in comparison.items()}
+SCORE_NAMES = {"mse": "pixel error", "edge": "edge agreement", "perceptual": "perceptual distance"}
+SCENE_NAMES = {"clean": "clean", "nuisance": "textured"}
+wins = [f"{SCORE_NAMES[m]} ({SCENE_NAMES[k]})" for (k, m), v in verdicts.items() if v == "VQ-GAN better"]
+ties = [f"{SCORE_NAMES[m]} ({SCENE_NAMES[k]})" for (k, m), v in verdicts.items() if v == "tie"]
+said = {k: ("a tie" if v == "tie" else v) for k, v in verdicts.items()}
+said_recognition = "a tie" if recognition_verdict == "tie" else recognition_verdict
+c_e, n_e = comparison["clean", "edge"], comparison["nuisance", "edge"]
+c_p, n_p_ = comparison["clean", "perceptual"], comparison["nuisance", "perceptual"]
+edge_lost = all(verdicts[kind, "edge"] == "VQ-VAE better" for kind in test)
 display(Markdown(
-    f"The adversarial and perceptual terms did one thing the paper promises: the VQ-GAN's reconstructions keep "
-    f"the edge energy of the originals (sharpness ratio {gan_c['sharpness']:.2f} on clean and "
-    f"{gan_n['sharpness']:.2f} on textured scenes), where the MSE-trained VQ-VAE is visibly blurrier "
-    f"({vae_c['sharpness']:.2f} and {vae_n['sharpness']:.2f}). They paid in pixel fidelity: the VQ-GAN's PSNR is "
-    f"{vae_c['psnr'] - gan_c['psnr']:.1f} dB lower on clean and {vae_n['psnr'] - gan_n['psnr']:.1f} dB lower on "
-    f"textured scenes. But look at the pictures before calling them better: part of that edge energy is colour "
-    f"speckle and halos around the shapes, and the sharpness ratio counts any high-frequency energy, noise "
-    f"included. The perceptual distance, measured with the VQ-GAN's *own* frozen network (which favours it by "
-    f"construction), "
-    + (f"rates the VQ-GAN closer to the originals on the {' and '.join(gan_closer)} scenes only. "
-       if gan_closer else
-       f"rates the VQ-VAE closer to the originals on both kinds of scene ({vae_c['perceptual']:.4f} against "
-       f"{gan_c['perceptual']:.4f} clean, {vae_n['perceptual']:.4f} against {gan_n['perceptual']:.4f} textured). ")
-    + "At this scale (a tiny perceptual network trained on ShapeWorld's labels instead of an ImageNet VGG, "
-      "and a short budget) our VQ-GAN has the paper's sharpness but not yet its faithful detail."))
+    f"Read the table by its verdicts. Pixel error: {said['clean', 'mse']} on clean and "
+    f"{said['nuisance', 'mse']} on textured scenes. Edge agreement: {said['clean', 'edge']} on clean scenes "
+    f"({c_e['VQ-VAE'][0]:.3f} for the VQ-VAE against {c_e['VQ-GAN'][0]:.3f}) and {said['nuisance', 'edge']} on "
+    f"textured ones ({n_e['VQ-VAE'][0]:.3f} against {n_e['VQ-GAN'][0]:.3f}). The perceptual distance, the "
+    f"VQ-GAN's own yardstick: {said['clean', 'perceptual']} on clean scenes ({c_p['VQ-VAE'][0]:.4f} "
+    f"against {c_p['VQ-GAN'][0]:.4f}) and {said['nuisance', 'perceptual']} on textured ones "
+    f"({n_p_['VQ-VAE'][0]:.4f} against {n_p_['VQ-GAN'][0]:.4f}). The ViT recognises {vit_hits['VQ-VAE'] / n_held:.1%} "
+    f"of the shapes through the VQ-VAE and {vit_hits['VQ-GAN'] / n_held:.1%} through the VQ-GAN: {said_recognition}. "
+    + (f"So the VQ-GAN wins {' and '.join(wins)}" if wins else "So the VQ-GAN wins no score outright")
+    + (f", ties on {', '.join(ties)} and recognition" if ties and recognition_verdict == "tie" else
+       f", ties on {', '.join(ties)}" if ties else "")
+    + ", and loses the rest. "
+    + ("It is not crisper by the score that noise cannot win: the extra edge energy that the sharpness ratio "
+       f"counts ({per['VQ-GAN', 'clean']['sharpness']:.2f} against {per['VQ-VAE', 'clean']['sharpness']:.2f} on "
+       "clean scenes) is, at this scale, edge strength in the wrong place." if edge_lost else
+       "On edges it is not behind the VQ-VAE everywhere: see the verdicts.")))
+
+# %% [markdown]
+# **Trying to fix it.** The first VQ-GAN this course shipped was trained from scratch with the
+# adversarial loss switched on after 600 of 1,500 steps and a weight of 0.5 on the adaptive λ; it
+# painted colour speckle onto the black background and halos around the shapes. The `vqgan_shapes`
+# recipe records every variant tried under the same budget (each ≤ 15 minutes on 2 CPU cores),
+# scored like the table above (`VQGAN_TRIES` in `vislab/recipes/vq.py`); the last row is the shipped
+# checkpoint, scored here.
+
+# %%
+shipped = {"name": "shipped: " + ("decoder only, " if vqgan_meta["metrics"].get("freeze_encoder") else "")
+           + f"from vqvae_shapes, {vqgan_meta['metrics']['steps']} steps, GAN from step "
+           f"{vqgan.config.disc_start}, weight {vqgan.config.disc_weight}",
+           "clean_edge": comparison["clean", "edge"]["VQ-GAN"][0], "nuisance_edge": comparison["nuisance", "edge"]["VQ-GAN"][0],
+           "recognised": vit_hits["VQ-GAN"],
+           "n_recognised": n_held}
+tries = [*VQGAN_TRIES, shipped]                                              # the recipe's record + this run
+first = tries[0]
+print(f"{'variant':90}{'edge clean':>11}{'edge textured':>14}{'ViT':>8}")
+for t in tries:
+    print(f"{t['name'][:89]:90}{t['clean_edge']:11.3f}{t['nuisance_edge']:14.3f}{t['recognised'] / t['n_recognised']:8.1%}")
+print(f"shipped recipe: {vqgan_meta['seconds'] / 60:.1f} min on {vqgan_meta['threads']} thread(s)")
+
+# %%
+_ = check.at_least(shipped["clean_edge"] - first["clean_edge"], 0.05,
+                   "the shipped VQ-GAN's edges agree better than the first one's (clean scenes, edge agreement gain)")
+display(Markdown(
+    f"Starting from the trained VQ-VAE (a long VQ warm-up: the adversarial loss comes on only after the codes and "
+    f"the decoder are good) with a small adversarial weight removes most of the speckle: the edge agreement on "
+    f"clean scenes rises from {first['clean_edge']:.3f} to {shipped['clean_edge']:.3f}, and the ViT's recognition "
+    f"from {first['recognised'] / first['n_recognised']:.1%} to {shipped['recognised'] / shipped['n_recognised']:.1%}. "
+    + ("It does not make the VQ-GAN better than the VQ-VAE on the score that noise cannot win: at this scale the "
+       "claim that VQ-GAN gives crisper, more faithful codes **does not reproduce**. " if edge_lost else
+       "On edge agreement it is now not behind the VQ-VAE everywhere (the verdicts above). ")
+    + f"The paper's setting is far "
+    f"from ours: ImageNet at 256×256 with a 1,024-code book, a 128-channel encoder and decoder, the discriminator "
+    f"switched on only after 250,001 steps with weight 0.8 (cited: taming-transformers, configs/imagenet_vqgan.yaml), "
+    f"and LPIPS, whose VGG features come from ImageNet and whose weights were fitted to human judgements of "
+    f"similarity (cited: Zhang et al., arXiv:1801.03924). Our perceptual network is a small classifier of "
+    f"ShapeWorld's labels, blind to most of what a texture looks like, and our budget is a few hundred steps."))
 
 # %% [markdown] tags=["slide"]
 # ## 8. The information lost by discretisation
@@ -500,50 +659,19 @@ display(Markdown(
 # markers, trained in both orders (caption → image and image → caption) on clean single-shape
 # scenes; the cell prints its depth, the share of each order and the number of scenes.
 #
-# Why not the sharper `vqgan_shapes`? What matters for this task is the outline, not the
-# texture. The cell measures it: chapter 2's ViT, which grades the generated images below, reads
-# the shape of held-out clean scenes, of their `vqvae_shapes` reconstructions and of their
-# `vqgan_shapes` ones. The scenes are medium and large shapes only, the sizes that ViT was
-# trained to read.
+# Which tokenizer? Section 7 answered it with the ViT that grades the generated images below: the
+# VQ-VAE's codes and decoder keep the outline at least as well as the VQ-GAN's, so `fusion_shapes`
+# uses `vqvae_shapes`.
 
 # %%
 fusion, fusion_meta = load_or_train("fusion_shapes", device=device, use_checkpoint=USE_CHECKPOINT)
-vit, vit_meta = load_or_train("vit_shapes", device=device, use_checkpoint=USE_CHECKPOINT)
 print(f"{fusion.config.depth}-layer Transformer, {FUSION_STEPS:,} steps on {FUSION_TRAIN_IMAGES:,} scenes; "
       f"caption → image for {FUSION_TEXT_FIRST:.0%} of the sequences, image → caption for the rest")
-
-
-def vit_shapes_of(images):
-    with torch.no_grad():
-        return torch.cat([vit(images[i:i + 500].to(device)).argmax(-1).cpu()
-                          for i in range(0, len(images), 500)])          # (B,) predicted shape ids
-
-
-def recognised(images, labels):
-    """ViT shape accuracy and its 95% Wilson interval."""
-    hits = int((vit_shapes_of(images) == labels).sum())
-    ci = binomtest(hits, len(labels)).proportion_ci(0.95, method="wilson")
-    return hits / len(labels), ci.low, ci.high
-
-
-held_out = fusion_world().sample(1000, "test", seed=5)
-with torch.no_grad():
-    through = {name: model(held_out.images.to(device))["recon"].clamp(0, 1).cpu()
-               for name, model in (("vqvae_shapes", vqvae), ("vqgan_shapes", vqgan))}
-recognition = {"originals": recognised(held_out.images, held_out.labels["shape"]),
-               **{name: recognised(x, held_out.labels["shape"]) for name, x in through.items()}}
-for name, (acc, lo, hi) in recognition.items():
-    print(f"ViT recognises the shape in {acc:.1%} of {len(held_out):,} {name} (95% interval {lo:.1%}-{hi:.1%})")
-(a, a_lo, a_hi), (b, b_lo, b_hi) = recognition["vqvae_shapes"], recognition["vqgan_shapes"]
-display(Markdown(
-    f"Through `vqvae_shapes` the ViT still reads {a:.0%} of the shapes, through `vqgan_shapes` {b:.0%} "
-    f"(originals {recognition['originals'][0]:.0%}). "
-    + ("The intervals do not overlap: the VQ-VAE's codes keep the outline better, so the fusion model uses them."
-       if a_lo > b_hi else
-       "The 95% intervals touch, so this is a small edge rather than a proven gap; the fusion model uses the "
-       "VQ-VAE's codes, the ones that keep the outline at least as well."
-       if a > b else "The VQ-GAN's codes keep the outline at least as well here; the shipped fusion model still "
-       "uses the VQ-VAE's.")))
+print(f"its tokenizer: {fusion_meta['metrics']['tokenizer']}; ViT recognition through it "
+      f"{format_accuracy(vit_hits['VQ-VAE'], n_held)}, through vqgan_shapes {format_accuracy(vit_hits['VQ-GAN'], n_held)} "
+      f"({recognition_verdict})")
+_ = check.equal(recognition_verdict in ("tie", "VQ-VAE above VQ-GAN"), True,
+                "the VQ-GAN does not keep the outline better than the fusion model's tokenizer (section 7's verdict)")
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -1031,8 +1159,10 @@ _ = check.answer("Exercise 6: what a 16 times bigger book does to usage and perp
 #   section 4). The codebook term moves codes, the commitment term (β = 0.25) moves the encoder.
 # - A gradient-trained codebook **collapses**; EMA (k-means in mini-batches) and dead-code
 #   restarts keep it in use (section 5: the usage numbers printed there).
-# - **VQ-GAN** trades pixel error for sharpness with perceptual and adversarial losses, balanced
-#   by the adaptive weight at the decoder's last layer (section 7).
+# - **VQ-GAN** adds perceptual and adversarial losses, balanced by the adaptive weight at the
+#   decoder's last layer. "Sharper" needs a score that noise cannot win: edge agreement, checked
+#   against a blurred and a noisy control. At our scale the VQ-GAN does not beat the VQ-VAE on it
+#   (section 7: the verdicts, and the fixes tried).
 # - Discretisation **loses information**, more with fewer codes and far more with coarser grids;
 #   the budget is $h\,w\log_2K$ bits (section 8).
 # - **Early fusion** puts image codes in the language model's vocabulary: one Transformer, one
@@ -1045,9 +1175,14 @@ _ = check.answer("Exercise 6: what a 16 times bigger book does to usage and perp
 print(f"codebook usage, 512 codes, 200 steps: plain {plain_usage:.0%} vs EMA + restart {fixed_usage:.0%} "
       f"(perplexity {plain_hist.evals['perplexity'][-1]:.0f} vs {fixed_hist.evals['perplexity'][-1]:.0f})")
 for kind in ("clean", "nuisance"):
-    a, b = scores["VQ-VAE", kind], scores["VQ-GAN", kind]
-    print(f"{kind:9s} scenes: PSNR VQ-VAE {a['psnr']:.1f} dB vs VQ-GAN {b['psnr']:.1f} dB; "
-          f"sharpness ratio {a['sharpness']:.2f} vs {b['sharpness']:.2f}")
+    e = {name: mean_interval(per[name, kind]["edge"])[0] for name in (*CONTROLS, "VQ-GAN")}
+    print(f"{kind:9s} scenes, edge agreement: controls original {e['original']:.2f}, blurred "
+          f"{e['VQ-VAE blurred']:.2f}, noisy {e['VQ-VAE + noise']:.2f}; VQ-VAE {e['VQ-VAE']:.3f} vs VQ-GAN "
+          f"{e['VQ-GAN']:.3f} ({comparison[kind, 'edge']['verdict']}); perceptual "
+          f"{comparison[kind, 'perceptual']['verdict']}; MSE {comparison[kind, 'mse']['verdict']}")
+print(f"ViT recognition through the tokenizers: VQ-VAE {format_accuracy(vit_hits['VQ-VAE'], n_held)}, VQ-GAN "
+      f"{format_accuracy(vit_hits['VQ-GAN'], n_held)} ({recognition_verdict}); blurred {vit_hits['VQ-VAE blurred'] / n_held:.0%}, "
+      f"noisy {vit_hits['VQ-VAE + noise'] / n_held:.0%}")
 print(f"information: 4×4 vs 8×8 grid with 1,024 codes, textured scenes' MSE {by['g4_k1024']['nuisance']:.4f} vs "
       f"{by['g8_k1024']['nuisance']:.4f} ({bits_per_image(4, 1024):.0f} vs {bits_per_image(8, 1024):.0f} bits per image)")
 print(f"generation: ViT recognises {shape_acc:.0%} of the shapes generated at temperature 0.3 "
@@ -1075,8 +1210,9 @@ print(f"generation: ViT recognises {shape_acc:.0%} of the shapes generated at te
 #    does the chapter's shipped tokenizer keep of a 32×32 RGB image?
 # 8. At the same bit budget, why did a coarser grid lose more than a smaller codebook in
 #    section 8?
-# 9. What does VQ-GAN add to the VQ-VAE's loss, what does the adaptive weight balance, and why
-#    must its higher sharpness ratio be read together with the pictures?
+# 9. What does VQ-GAN add to the VQ-VAE's loss, and what does the adaptive weight balance? Why
+#    can a noisy reconstruction win the sharpness ratio but not the edge agreement, and which
+#    controls prove that?
 # 10. How does DALL·E's discrete VAE choose a code, compared with VQ-VAE's nearest-neighbour
 #     argmin?
 # 11. In a Chameleon-style early-fusion model, what is in the vocabulary, how is an image
@@ -1119,9 +1255,12 @@ print(f"generation: ViT recognises {shape_acc:.0%} of the shapes generated at te
 #    cell can say. Section 8's 8×8 grid with few codes beat every 4×4 grid, even the continuous one.
 # 9. A perceptual loss (feature distances in a frozen network), a PatchGAN discriminator with the
 #    hinge loss, and the adaptive weight, which scales the adversarial loss so that its gradient
-#    at the decoder's last layer is as large as the reconstruction loss's. The VQ-GAN keeps more
-#    edge energy but has a higher pixel error, and the sharpness ratio counts any high-frequency
-#    energy, speckle and halos included; its perceptual distance is measured with its own network.
+#    at the decoder's last layer is as large as the reconstruction loss's. The sharpness ratio
+#    counts any high-frequency energy, so noise raises it (section 7's noisy control beats the
+#    original). Edge agreement correlates the gradient-magnitude maps of the two images: noise
+#    puts edge strength where the original has none and lowers it, blur spreads the edges and
+#    lowers it too. The controls: the original scores 1, and the blurred and the noisy copies of a
+#    reconstruction score clearly below the reconstruction itself.
 # 10. Its encoder outputs logits over the codes; training samples a soft, differentiable one-hot
 #     with the Gumbel-softmax relaxation and a temperature annealed towards a hard choice, with a
 #     KL term to a uniform prior. There is no nearest-neighbour search and no codebook or
@@ -1143,7 +1282,7 @@ print(f"generation: ViT recognises {shape_acc:.0%} of the shapes generated at te
 # | $L = \lVert x-\hat x\rVert^2 + \lVert \mathrm{sg}[z]-e\rVert^2 + \beta\lVert z-\mathrm{sg}[e]\rVert^2$ | section 4: `VectorQuantizer`'s loss = the formula ✓; the reference code's swapped β and what it does to the gradient |
 # | "DALL-E 1: VQ-VAE + Transformer" | **not quite**: a discrete VAE with the Gumbel-softmax relaxation (section 10) |
 # | after training, an image is a token sequence, so AR generation works | section 9: 64 codes per image, generated from captions and graded by a ViT |
-# | VQ-GAN: PatchGAN for detail, perceptual loss | section 7: more edge energy (part of it speckle), higher pixel error, measured |
+# | VQ-GAN: PatchGAN for detail, perceptual loss | **not at this scale**: section 7 measures the VQ-GAN against the VQ-VAE on edge agreement, perceptual distance and ViT recognition, with intervals; the paper's scale is far larger |
 # | "codebook size 16,384" | the VQ-GAN paper's ImageNet models use 1,024; 16,384 is a later released model (section 10) |
 # | VQ-VAE-2: hierarchical codebooks (coarse and fine) | section 10: 32×32 top + 64×64 bottom maps for 256×256 |
 # | Chameleon: image → 8,192-code tokenizer, text BPE "32K", one vocabulary | 8,192 codes ✓, 1,024 tokens per 512×512 image; the BPE vocabulary is **65,536 including** the image codes |

@@ -360,6 +360,26 @@ def test_psnr_and_sharpness():
     assert torch.all(vq.sharpness(torch.zeros(2, 3, 8, 8)) == 0)
 
 
+def test_edge_agreement_cannot_be_won_by_noise():
+    torch.manual_seed(0)
+    x = torch.zeros(4, 3, 16, 16)
+    x[:, :, 4:12, 4:12] = torch.rand(4, 3, 1, 1) * 0.8 + 0.2                # one flat square per image
+    assert vq.gradient_magnitude(x).shape == (4, 15, 15)
+    torch.testing.assert_close(vq.edge_agreement(x, x), torch.ones(4))
+    noise = torch.randn_like(x)
+    noisy, noisier = (x + 0.1 * noise).clamp(0, 1), (x + 0.3 * noise).clamp(0, 1)
+    blur = F.avg_pool2d(x, 3, stride=1, padding=1)
+    assert torch.all(vq.sharpness(noisy) > vq.sharpness(x))               # the old score rewards noise ...
+    assert torch.all(vq.edge_agreement(noisier, x) < vq.edge_agreement(noisy, x))   # ... edge agreement
+    assert torch.all(vq.edge_agreement(noisy, x) < 0.99)                              # falls with it
+    assert torch.all(vq.edge_agreement(blur, x) < 1.0)
+    shifted = x.roll(3, dims=-1)                                         # edges in the wrong place
+    assert torch.all(vq.edge_agreement(shifted, x) < vq.edge_agreement(blur, x))
+    assert torch.all(vq.edge_agreement(2 * x, x) > 0.999)                # a contrast change keeps the edges
+    with pytest.raises(ValueError):
+        vq.edge_agreement(x, x[:, :, :8])
+
+
 # -- the codebook viewer -------------------------------------------------------------------------
 
 def test_codebook_stats_and_figure():
@@ -449,3 +469,28 @@ def test_fusion_recipe_uses_the_shipped_tokenizer_and_the_vits_sizes():
         load_fusion_tokenizer(bad)
     labels = fusion_world().sample(64, "train", seed=0).labels
     assert set(labels["size"].tolist()) == {1, 2} and set(labels["count"].tolist()) == {1}
+
+
+def test_vqgan_recipe_starts_from_the_vqvae_and_can_freeze_the_encoder():
+    from vislab import recipes
+    from vislab.pretrain import load_or_train
+    from vislab.recipes.vq import load_vq_warmup, train_vqgan
+
+    r = recipes.get("vqgan_shapes")
+    model = r.build(r.config)
+    assert load_vq_warmup(model)["name"] == "vqvae_shapes"
+    source, _ = load_or_train("vqvae_shapes", device="cpu")
+    torch.testing.assert_close(model.quantizer.codebook.weight, source.quantizer.codebook.weight)
+    torch.testing.assert_close(model.decoder.last_layer, source.decoder.last_layer)
+
+    torch.manual_seed(0)
+    tiny = vq.VQGAN(vq.VQGANConfig(image_size=32, hidden=8, res_blocks=1, dim=4, num_codes=16, disc_channels=4,
+                                   disc_start=1, perceptual_widths=(4, 8)))
+    enc = {k: v.clone() for k, v in tiny.encoder.state_dict().items()}
+    book = tiny.quantizer.codebook.weight.detach().clone()
+    dec = tiny.decoder.last_layer.detach().clone()
+    res = train_vqgan(tiny, steps=3, batch_size=4, freeze_encoder=True)
+    assert res["steps"] == 3
+    assert all(torch.equal(v, tiny.encoder.state_dict()[k]) for k, v in enc.items())
+    assert torch.equal(book, tiny.quantizer.codebook.weight)
+    assert not torch.equal(dec, tiny.decoder.last_layer)

@@ -19,8 +19,10 @@
 # 2. 코드북이 **붕괴 (collapse)**하는 것(소수의 코드가 모든 일을 떠맡는다)을 관찰하고, 같은
 #    학습 예산에서 EMA 갱신과 죽은 코드 재시작 (dead-code restart)으로 고친 뒤, 사용률 (usage)과
 #    퍼플렉시티 (perplexity)로 측정한다;
-# 3. VQ-VAE와 **VQ-GAN**(지각 손실 (perceptual loss) + 적대적 손실 (adversarial loss), 적응형
-#    가중치 (adaptive weight))을 픽셀 오차와 선명도로 비교한다;
+# 3. 잡음으로는 이길 수 없는 선명도 점수(가장자리 일치도 (edge agreement), 대조군으로 증명)를
+#    만들고, VQ-VAE와 **VQ-GAN**(지각 손실 (perceptual loss) + 적대적 손실 (adversarial loss),
+#    적응형 가중치 (adaptive weight))을 픽셀 오차, 가장자리, 지각 거리, 인식 가능성으로 95% 구간과
+#    함께 비교한다;
 # 4. 이산화 (discretisation)로 **잃는 정보**를 코드북 크기와 격자에 따라 비트 단위로 측정한다;
 # 5. 학습 없이: 캡션에서 ShapeWorld 이미지를, 이미지에서 캡션을 생성하는 제공된
 #    **Chameleon식 조기 융합 (early fusion)** 트랜스포머를 사용하고, 그 이미지를 2장의 ViT로
@@ -60,14 +62,15 @@ import vislab
 from vislab import check
 from vislab.fusion import EarlyFusion
 from vislab.pretrain import load_or_train
-from vislab.recipes.vq import (FUSION_STEPS, FUSION_TEXT_FIRST, FUSION_TRAIN_IMAGES, SWEEP_STEPS, fusion_world,
-                               tokenizer_batch, tokenizer_test_set)
+from vislab.recipes.vq import (FUSION_STEPS, FUSION_TEXT_FIRST, FUSION_TRAIN_IMAGES, SWEEP_STEPS, VQGAN_TRIES,
+                               fusion_world, tokenizer_batch, tokenizer_test_set)
 from vislab.runtime import setup
 from vislab.shapes import SHAPES
+from vislab.stats import format_accuracy, verdict
 from vislab.train import fit
 from vislab.vq import (VQGAN, VQVAE, VectorQuantizer, VQVAEConfig, adaptive_weight, bits_per_image,
-                       codebook_usage, hinge_d_loss, perceptual_distance, perplexity, psnr, sharpness,
-                       vqvae_loss)
+                       codebook_usage, edge_agreement, hinge_d_loss, perceptual_distance, perplexity,
+                       sharpness, vqvae_loss)
 from vislab.widgets import LossCurve
 
 device = setup(seed=0)
@@ -337,7 +340,7 @@ history = {name: {"step": h.eval_steps, "perplexity": h.evals["perplexity"], "us
 viewer = codebook_viewer(viewer_images, viewer_codes, vqvae.num_codes, history=history, image_index=1)
 
 # %% [markdown] tags=["slide"]
-# ## 7. VQ-GAN: 더 선명한 코드
+# ## 7. VQ-GAN: 더 선명한 코드?
 #
 # 픽셀 MSE로 학습한 VQ-VAE는 한 코드가 나타낼 수 있는 것들의 *평균*을 예측할 때 보상을 받는다.
 # 그 결과는 흐릿한 가장자리와 색이 바랜 질감이다. VQ-GAN (Esser et al., *Taming Transformers*,
@@ -366,68 +369,223 @@ vislab.show_source(VQGAN.generator_loss)
 vislab.show_source(hinge_d_loss)
 
 # %% [markdown]
-# 제공된 두 토크나이저는 층, 코드북(코드 512개, EMA + 재시작), 데이터, 스텝 수가 같고 손실만
-# 다르다. 깨끗한 검증용 장면 256개와 질감이 있는 검증용 장면 256개에서 둘을 비교한다. 지표는
-# 픽셀 오차(MSE, PSNR), **선명도 비율 (sharpness ratio)**(재구성의 평균 제곱 이미지 기울기를
-# 원본의 것으로 나눈 값: 1이면 가장자리 에너지를 모두 유지하고, 낮을수록 흐릿하다), 그리고 지각
-# 거리다(VQ-GAN 자신의 고정된 네트워크로 측정하므로 구조상 VQ-GAN에 유리하다. 이 점을 염두에
-# 두고 읽어라).
+# 제공된 두 토크나이저는 층과 코드북(코드 512개, EMA + 재시작)이 같고 같은 데이터를 본다. 손실만
+# 다르다(`vqgan_shapes`를 어떻게 학습했는지는 이 절 끝에서 설명한다). 둘 중 하나를 "더 선명하다"고
+# 부르기 전에, 잡음으로는 이길 수 없는 선명도 점수가 필요하다. 가장 먼저 떠오르는 **선명도 비율
+# (sharpness ratio)**(재구성의 평균 제곱 이미지 기울기를 원본의 것으로 나눈 값)은 모든 고주파
+# 에너지를 센다. 반점 잡음과 후광도 제자리에 놓인 가장자리만큼 이 값을 올린다. **가장자리
+# 일치도**는 대신 가장자리가 *원본의 가장자리가 있는 곳에* 있는지를 묻는다. 두 기울기 크기 맵
+# 사이의 피어슨 상관이다.
+#
+# $$\mathrm{EA}(x, \hat x) = \rho\big(\lVert \nabla x \rVert, \lVert \nabla \hat x \rVert\big)
+#   \qquad (\text{over the pixels of one image; the norm over colour channels and both directions}),$$
+#
+# 원본 자신은 1이다. 반점 잡음은 원본에 가장자리가 없는 곳에 가장자리 세기를 더해 ρ를 낮추고,
+# 흐림은 가장자리를 퍼뜨리고 약하게 만들어 역시 ρ를 낮춘다. 점수는 **대조군 (controls)**으로
+# 신뢰를 얻는다. 원본(상한), VQ-VAE의 재구성을 *흐리게* 한 것(5×5 이항 커널), 같은 재구성에
+# 가우스 *잡음*(σ = 0.1)을 더한 것이다. 손상된 두 사본은 모두 자신이 만들어진 재구성보다 뚜렷이
+# 낮은 점수를 받아야 한다. 같은 대조군을 고정된 분류기인 2장의 ViT에도 통과시킨다. 검증용 단일
+# 도형 장면 1,000개(그 ViT가 읽도록 학습된 크기인 중간 크기와 큰 도형)에서, ViT는 여전히 얼마나
+# 자주 도형을 알아보는가?
 
 # %%
 vqgan, vqgan_meta = load_or_train("vqgan_shapes", device=device, use_checkpoint=USE_CHECKPOINT)
-scores = {}
-with torch.no_grad():
-    for name, model in (("VQ-VAE", vqvae), ("VQ-GAN", vqgan)):
-        for kind, images in test.items():
-            x = images.to(device)
-            r = model(x)["recon"].clamp(0, 1)
-            scores[name, kind] = {"mse": F.mse_loss(r, x).item(), "psnr": psnr(r, x),
-                                  "sharpness": (sharpness(r).mean() / sharpness(x).mean()).item(),
-                                  "perceptual": perceptual_distance(vqgan.perceptual, x, r).item(),
-                                  "recon": r[:6].cpu()}
-print(f"{'':8}{'scenes':10}{'MSE':>9}{'PSNR dB':>9}{'sharpness':>11}{'perceptual':>12}")
-for (name, kind), s in scores.items():
-    print(f"{name:8}{kind:10}{s['mse']:9.4f}{s['psnr']:9.2f}{s['sharpness']:11.2f}{s['perceptual']:12.4f}")
+vit, vit_meta = load_or_train("vit_shapes", device=device, use_checkpoint=USE_CHECKPOINT)
 
-fig, axes = plt.subplots(3, 8, figsize=(12, 4.8))
-originals = torch.cat([test["clean"][:4], test["nuisance"][:4]])
-for row, name in enumerate(("original", "VQ-VAE", "VQ-GAN")):
-    imgs = originals if row == 0 else torch.cat([scores[name, "clean"]["recon"][:4],
-                                                 scores[name, "nuisance"]["recon"][:4]])
+
+def blurred(images):
+    """A 5×5 binomial blur: the edges stay in place but spread and weaken."""
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=images.device)
+    k = (k[:, None] * k[None]) / 256                                         # (5, 5), sums to 1
+    return F.conv2d(F.pad(images, (2, 2, 2, 2), mode="replicate"), k.expand(3, 1, 5, 5).contiguous(), groups=3)
+
+
+def noisy(images, sigma=0.1, seed=0):
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed)).to(images.device)
+    return (images + sigma * noise).clamp(0, 1)
+
+
+def per_image(r, x):
+    """Per-image scores (B,) of a reconstruction r of x, and the (whole-set) sharpness ratio."""
+    return {"mse": ((r - x) ** 2).mean((1, 2, 3)).cpu(), "edge": edge_agreement(r, x).cpu(),
+            "perceptual": perceptual_distance(vqgan.perceptual, x, r, reduction="none").cpu(),
+            "sharpness": (sharpness(r).mean() / sharpness(x).mean()).item()}
+
+
+def mean_interval(v):
+    """Mean of per-image scores and its 95% interval (normal approximation, 1.96 standard errors)."""
+    m, half = v.mean().item(), 1.96 * v.std().item() / len(v) ** 0.5
+    return m, m - half, m + half
+
+
+def vit_shapes_of(images):
+    with torch.no_grad():
+        return torch.cat([vit(images[i:i + 500].to(device)).argmax(-1).cpu()
+                          for i in range(0, len(images), 500)])          # (B,) predicted shape ids
+
+
+CONTROLS = ("original", "VQ-VAE", "VQ-VAE blurred", "VQ-VAE + noise")
+held_out = fusion_world().sample(1000, "test", seed=5)                   # (1000, 3, 32, 32) single shapes
+per, recons, vit_hits = {}, {}, {}
+with torch.no_grad():
+    for kind, images in [*test.items(), ("held-out", held_out.images)]:
+        x = images.to(device)
+        vae_r, gan_r = vqvae(x)["recon"].clamp(0, 1), vqgan(x)["recon"].clamp(0, 1)
+        versions = {"original": x, "VQ-VAE": vae_r, "VQ-VAE blurred": blurred(vae_r), "VQ-VAE + noise": noisy(vae_r),
+                    "VQ-GAN": gan_r}
+        for name, r in versions.items():
+            if kind == "held-out":
+                vit_hits[name] = int((vit_shapes_of(r) == held_out.labels["shape"]).sum())
+            else:
+                per[name, kind] = per_image(r, x)
+                recons[name, kind] = r[:4].cpu()
+n_held = len(held_out)
+print(f"{'':16}{'scenes':10}{'edge agreement [95%]':>24}{'sharpness ratio':>17}")
+for kind in test:
+    for name in CONTROLS:
+        m, lo, hi = mean_interval(per[name, kind]["edge"])
+        print(f"{name:16}{kind:10}{m:10.3f} [{lo:.3f}, {hi:.3f}]{per[name, kind]['sharpness']:13.2f}")
+print(f"\nViT recognises the shape, {n_held:,} held-out scenes:")
+for name in CONTROLS:
+    print(f"  {name:16}{format_accuracy(vit_hits[name], n_held)}")
+
+# %%
+for kind in test:
+    e = {name: mean_interval(per[name, kind]["edge"]) for name in CONTROLS}
+    check.close(e["original"][0], 1.0, f"edge agreement of the original with itself ({kind} scenes)", atol=1e-4)
+    for damaged in ("VQ-VAE blurred", "VQ-VAE + noise"):
+        check.at_least(e["VQ-VAE"][1] - e[damaged][2], 0.0, f"{damaged} scores below the VQ-VAE's reconstruction "
+                       f"({kind} scenes, gap between the 95% intervals of the edge agreement)")
+    check.at_least(per["VQ-VAE + noise", kind]["sharpness"] - per["VQ-VAE", kind]["sharpness"], 0.5,
+                   f"the sharpness ratio rewards the noise ({kind} scenes, gain of the noisy copy)")
+for damaged in ("VQ-VAE blurred", "VQ-VAE + noise"):
+    check.equal(verdict(vit_hits["VQ-VAE"], n_held, vit_hits[damaged], n_held, ("VQ-VAE", damaged)),
+                f"VQ-VAE above {damaged}", f"ViT recognition: the {damaged.split()[-1]} control is recognised less")
+e_c = {name: mean_interval(per[name, "clean"]["edge"]) for name in CONTROLS}
+e_n = {name: mean_interval(per[name, "nuisance"]["edge"]) for name in CONTROLS}
+display(Markdown(
+    f"The controls behave. The original scores 1; on clean scenes the VQ-VAE's reconstruction scores "
+    f"{e_c['VQ-VAE'][0]:.2f}, its blurred copy {e_c['VQ-VAE blurred'][0]:.2f} and its noisy copy "
+    f"{e_c['VQ-VAE + noise'][0]:.2f} (textured scenes: {e_n['VQ-VAE'][0]:.2f}, {e_n['VQ-VAE blurred'][0]:.2f}, "
+    f"{e_n['VQ-VAE + noise'][0]:.2f}), all with 95% intervals far apart. The old sharpness ratio ranks the same "
+    f"three the other way round: the noisy copy gets the *highest* score ({per['VQ-VAE + noise', 'clean']['sharpness']:.2f} "
+    f"on clean scenes, above the original's 1), the score a speckled reconstruction would win with. The ViT "
+    f"agrees with the edge score: it recognises {vit_hits['VQ-VAE'] / n_held:.0%} of the shapes through the VQ-VAE, "
+    f"{vit_hits['VQ-VAE blurred'] / n_held:.0%} after the blur and {vit_hits['VQ-VAE + noise'] / n_held:.0%} after the noise "
+    f"(originals {vit_hits['original'] / n_held:.0%})."))
+
+# %% [markdown]
+# 이제 두 토크나이저를 같은 네 점수로 비교한다. 픽셀 오차(이미지별 MSE), 가장자리 일치도, 지각
+# 거리(VQ-GAN *자신의* 고정된 네트워크로 측정하므로 구조상 VQ-GAN에 유리하다), 그리고 ViT의
+# 인식률이다. 앞의 세 점수의 구간은 이미지별 *차이* VQ-GAN − VQ-VAE의 구간이다(같은 이미지가 두
+# 모델을 모두 거친다). 인식률에는 두 정확도의 차이에 대한 Newcombe 구간(`vislab.stats`)을 쓴다.
+# 구간이 0을 포함하는 차이는 **무승부 (tie)**다.
+
+# %%
+LOWER_IS_BETTER = {"mse": True, "edge": False, "perceptual": True}
+comparison = {}
+for kind in test:
+    for metric, lower in LOWER_IS_BETTER.items():
+        a, b = per["VQ-VAE", kind][metric], per["VQ-GAN", kind][metric]
+        d, d_lo, d_hi = mean_interval(b - a)                                  # VQ-GAN - VQ-VAE, paired
+        gan_better = d_hi < 0 if lower else d_lo > 0
+        vae_better = d_lo > 0 if lower else d_hi < 0
+        comparison[kind, metric] = {"VQ-VAE": mean_interval(a), "VQ-GAN": mean_interval(b), "diff": (d, d_lo, d_hi),
+                                    "verdict": "VQ-GAN better" if gan_better else "VQ-VAE better" if vae_better
+                                    else "tie"}
+recognition_verdict = verdict(vit_hits["VQ-GAN"], n_held, vit_hits["VQ-VAE"], n_held, ("VQ-GAN", "VQ-VAE"))
+print(f"{'scenes':10}{'score':12}{'VQ-VAE [95%]':>24}{'VQ-GAN [95%]':>24}{'difference [95%]':>28}   verdict")
+for (kind, metric), c in comparison.items():
+    cells = [f"{m:.4f} [{lo:.4f}, {hi:.4f}]" for m, lo, hi in (c["VQ-VAE"], c["VQ-GAN"])]
+    d, lo, hi = c["diff"]
+    print(f"{kind:10}{metric:12}{cells[0]:>24}{cells[1]:>24}{f'{d:+.4f} [{lo:+.4f}, {hi:+.4f}]':>28}   {c['verdict']}")
+print(f"{'held-out':10}{'recognised':12}{format_accuracy(vit_hits['VQ-VAE'], n_held):>24}"
+      f"{format_accuracy(vit_hits['VQ-GAN'], n_held):>24}{'':28}   {recognition_verdict}")
+
+fig, axes = plt.subplots(5, 8, figsize=(12, 7.6))
+for row, name in enumerate(("original", "VQ-VAE", "VQ-GAN", "VQ-VAE blurred", "VQ-VAE + noise")):
+    imgs = torch.cat([recons[name, "clean"], recons[name, "nuisance"]])
     for j in range(8):
         axes[row, j].imshow(imgs[j].permute(1, 2, 0))
         axes[row, j].set_xticks([])
         axes[row, j].set_yticks([])
-    axes[row, 0].set_ylabel(name)
+    axes[row, 0].set_ylabel(name, fontsize=8)
 plt.tight_layout()
 plt.show()
 
 # %%
-for kind in ("clean", "nuisance"):
-    _ = check.at_least(scores["VQ-GAN", kind]["sharpness"] - scores["VQ-VAE", kind]["sharpness"], 0.1,
-                       f"VQ-GAN keeps more edge energy than VQ-VAE ({kind} scenes, sharpness-ratio gain)")
-    _ = check.at_most(scores["VQ-VAE", kind]["mse"], scores["VQ-GAN", kind]["mse"],
+for kind in test:
+    _ = check.at_most(comparison[kind, "mse"]["VQ-VAE"][0], comparison[kind, "mse"]["VQ-GAN"][0],
                       f"VQ-VAE has the lower pixel error ({kind} scenes, MSE)")
-vae_c, gan_c, vae_n, gan_n = (scores[k] for k in (("VQ-VAE", "clean"), ("VQ-GAN", "clean"),
-                                                  ("VQ-VAE", "nuisance"), ("VQ-GAN", "nuisance")))
-gan_closer = [kind for kind in ("clean", "nuisance")
-              if scores["VQ-GAN", kind]["perceptual"] < scores["VQ-VAE", kind]["perceptual"]]
+    _ = check.at_least(comparison[kind, "edge"]["VQ-GAN"][0] - e_c["VQ-VAE + noise"][0] if kind == "clean" else
+                       comparison[kind, "edge"]["VQ-GAN"][0] - e_n["VQ-VAE + noise"][0], 0.0,
+                       f"the VQ-GAN's edges agree better than the noise control's ({kind} scenes)")
+verdicts = {k: c["verdict"] for k, c in comparison.items()}
+SCORE_NAMES = {"mse": "pixel error", "edge": "edge agreement", "perceptual": "perceptual distance"}
+SCENE_NAMES = {"clean": "clean", "nuisance": "textured"}
+wins = [f"{SCORE_NAMES[m]} ({SCENE_NAMES[k]})" for (k, m), v in verdicts.items() if v == "VQ-GAN better"]
+ties = [f"{SCORE_NAMES[m]} ({SCENE_NAMES[k]})" for (k, m), v in verdicts.items() if v == "tie"]
+said = {k: ("a tie" if v == "tie" else v) for k, v in verdicts.items()}
+said_recognition = "a tie" if recognition_verdict == "tie" else recognition_verdict
+c_e, n_e = comparison["clean", "edge"], comparison["nuisance", "edge"]
+c_p, n_p_ = comparison["clean", "perceptual"], comparison["nuisance", "perceptual"]
+edge_lost = all(verdicts[kind, "edge"] == "VQ-VAE better" for kind in test)
 display(Markdown(
-    f"The adversarial and perceptual terms did one thing the paper promises: the VQ-GAN's reconstructions keep "
-    f"the edge energy of the originals (sharpness ratio {gan_c['sharpness']:.2f} on clean and "
-    f"{gan_n['sharpness']:.2f} on textured scenes), where the MSE-trained VQ-VAE is visibly blurrier "
-    f"({vae_c['sharpness']:.2f} and {vae_n['sharpness']:.2f}). They paid in pixel fidelity: the VQ-GAN's PSNR is "
-    f"{vae_c['psnr'] - gan_c['psnr']:.1f} dB lower on clean and {vae_n['psnr'] - gan_n['psnr']:.1f} dB lower on "
-    f"textured scenes. But look at the pictures before calling them better: part of that edge energy is colour "
-    f"speckle and halos around the shapes, and the sharpness ratio counts any high-frequency energy, noise "
-    f"included. The perceptual distance, measured with the VQ-GAN's *own* frozen network (which favours it by "
-    f"construction), "
-    + (f"rates the VQ-GAN closer to the originals on the {' and '.join(gan_closer)} scenes only. "
-       if gan_closer else
-       f"rates the VQ-VAE closer to the originals on both kinds of scene ({vae_c['perceptual']:.4f} against "
-       f"{gan_c['perceptual']:.4f} clean, {vae_n['perceptual']:.4f} against {gan_n['perceptual']:.4f} textured). ")
-    + "At this scale (a tiny perceptual network trained on ShapeWorld's labels instead of an ImageNet VGG, "
-      "and a short budget) our VQ-GAN has the paper's sharpness but not yet its faithful detail."))
+    f"Read the table by its verdicts. Pixel error: {said['clean', 'mse']} on clean and "
+    f"{said['nuisance', 'mse']} on textured scenes. Edge agreement: {said['clean', 'edge']} on clean scenes "
+    f"({c_e['VQ-VAE'][0]:.3f} for the VQ-VAE against {c_e['VQ-GAN'][0]:.3f}) and {said['nuisance', 'edge']} on "
+    f"textured ones ({n_e['VQ-VAE'][0]:.3f} against {n_e['VQ-GAN'][0]:.3f}). The perceptual distance, the "
+    f"VQ-GAN's own yardstick: {said['clean', 'perceptual']} on clean scenes ({c_p['VQ-VAE'][0]:.4f} "
+    f"against {c_p['VQ-GAN'][0]:.4f}) and {said['nuisance', 'perceptual']} on textured ones "
+    f"({n_p_['VQ-VAE'][0]:.4f} against {n_p_['VQ-GAN'][0]:.4f}). The ViT recognises {vit_hits['VQ-VAE'] / n_held:.1%} "
+    f"of the shapes through the VQ-VAE and {vit_hits['VQ-GAN'] / n_held:.1%} through the VQ-GAN: {said_recognition}. "
+    + (f"So the VQ-GAN wins {' and '.join(wins)}" if wins else "So the VQ-GAN wins no score outright")
+    + (f", ties on {', '.join(ties)} and recognition" if ties and recognition_verdict == "tie" else
+       f", ties on {', '.join(ties)}" if ties else "")
+    + ", and loses the rest. "
+    + ("It is not crisper by the score that noise cannot win: the extra edge energy that the sharpness ratio "
+       f"counts ({per['VQ-GAN', 'clean']['sharpness']:.2f} against {per['VQ-VAE', 'clean']['sharpness']:.2f} on "
+       "clean scenes) is, at this scale, edge strength in the wrong place." if edge_lost else
+       "On edges it is not behind the VQ-VAE everywhere: see the verdicts.")))
+
+# %% [markdown]
+# **고쳐 보기.** 이 코스가 처음 제공한 VQ-GAN은 처음부터 학습했고, 적대적 손실을 1,500 스텝 중
+# 600 스텝 뒤에 켰으며 적응형 λ에 0.5의 가중치를 곱했다. 그 결과 검은 배경에 색 반점 잡음을 칠하고
+# 도형 주위에 후광을 만들었다. `vqgan_shapes` 레시피는 같은 예산(각각 2개 CPU 코어에서 15분
+# 이하)으로 시도한 모든 변형을 위 표와 같은 방식으로 채점해 기록한다(`vislab/recipes/vq.py`의
+# `VQGAN_TRIES`). 마지막 행은 제공된 체크포인트이며, 여기서 채점한다.
+
+# %%
+shipped = {"name": "shipped: " + ("decoder only, " if vqgan_meta["metrics"].get("freeze_encoder") else "")
+           + f"from vqvae_shapes, {vqgan_meta['metrics']['steps']} steps, GAN from step "
+           f"{vqgan.config.disc_start}, weight {vqgan.config.disc_weight}",
+           "clean_edge": comparison["clean", "edge"]["VQ-GAN"][0], "nuisance_edge": comparison["nuisance", "edge"]["VQ-GAN"][0],
+           "recognised": vit_hits["VQ-GAN"],
+           "n_recognised": n_held}
+tries = [*VQGAN_TRIES, shipped]                                              # the recipe's record + this run
+first = tries[0]
+print(f"{'variant':90}{'edge clean':>11}{'edge textured':>14}{'ViT':>8}")
+for t in tries:
+    print(f"{t['name'][:89]:90}{t['clean_edge']:11.3f}{t['nuisance_edge']:14.3f}{t['recognised'] / t['n_recognised']:8.1%}")
+print(f"shipped recipe: {vqgan_meta['seconds'] / 60:.1f} min on {vqgan_meta['threads']} thread(s)")
+
+# %%
+_ = check.at_least(shipped["clean_edge"] - first["clean_edge"], 0.05,
+                   "the shipped VQ-GAN's edges agree better than the first one's (clean scenes, edge agreement gain)")
+display(Markdown(
+    f"Starting from the trained VQ-VAE (a long VQ warm-up: the adversarial loss comes on only after the codes and "
+    f"the decoder are good) with a small adversarial weight removes most of the speckle: the edge agreement on "
+    f"clean scenes rises from {first['clean_edge']:.3f} to {shipped['clean_edge']:.3f}, and the ViT's recognition "
+    f"from {first['recognised'] / first['n_recognised']:.1%} to {shipped['recognised'] / shipped['n_recognised']:.1%}. "
+    + ("It does not make the VQ-GAN better than the VQ-VAE on the score that noise cannot win: at this scale the "
+       "claim that VQ-GAN gives crisper, more faithful codes **does not reproduce**. " if edge_lost else
+       "On edge agreement it is now not behind the VQ-VAE everywhere (the verdicts above). ")
+    + f"The paper's setting is far "
+    f"from ours: ImageNet at 256×256 with a 1,024-code book, a 128-channel encoder and decoder, the discriminator "
+    f"switched on only after 250,001 steps with weight 0.8 (cited: taming-transformers, configs/imagenet_vqgan.yaml), "
+    f"and LPIPS, whose VGG features come from ImageNet and whose weights were fitted to human judgements of "
+    f"similarity (cited: Zhang et al., arXiv:1801.03924). Our perceptual network is a small classifier of "
+    f"ShapeWorld's labels, blind to most of what a texture looks like, and our budget is a few hundred steps."))
 
 # %% [markdown] tags=["slide"]
 # ## 8. 이산화로 잃는 정보
@@ -513,49 +671,18 @@ display(Markdown(
 # 인과 트랜스포머 (causal Transformer)를 깨끗한 단일 도형 장면에 대해 두 순서(캡션 → 이미지,
 # 이미지 → 캡션)로 학습한다. 셀은 그 깊이, 각 순서의 비율, 장면 수를 출력한다.
 #
-# 왜 더 선명한 `vqgan_shapes`를 쓰지 않을까? 이 작업에서 중요한 것은 질감이 아니라 윤곽이다.
-# 셀이 이를 측정한다. 아래에서 생성된 이미지를 채점할 2장의 ViT가 검증용 깨끗한 장면, 그
-# `vqvae_shapes` 재구성, 그리고 `vqgan_shapes` 재구성의 도형을 읽는다. 장면은 그 ViT가 읽도록
-# 학습된 크기인 중간 크기와 큰 도형만으로 이루어진다.
+# 어느 토크나이저를 쓸까? 아래에서 생성된 이미지를 채점할 ViT로 7절이 이미 답했다. VQ-VAE의 코드와
+# 디코더는 윤곽을 적어도 VQ-GAN의 것만큼 잘 유지하므로, `fusion_shapes`는 `vqvae_shapes`를 쓴다.
 
 # %%
 fusion, fusion_meta = load_or_train("fusion_shapes", device=device, use_checkpoint=USE_CHECKPOINT)
-vit, vit_meta = load_or_train("vit_shapes", device=device, use_checkpoint=USE_CHECKPOINT)
 print(f"{fusion.config.depth}-layer Transformer, {FUSION_STEPS:,} steps on {FUSION_TRAIN_IMAGES:,} scenes; "
       f"caption → image for {FUSION_TEXT_FIRST:.0%} of the sequences, image → caption for the rest")
-
-
-def vit_shapes_of(images):
-    with torch.no_grad():
-        return torch.cat([vit(images[i:i + 500].to(device)).argmax(-1).cpu()
-                          for i in range(0, len(images), 500)])          # (B,) predicted shape ids
-
-
-def recognised(images, labels):
-    """ViT shape accuracy and its 95% Wilson interval."""
-    hits = int((vit_shapes_of(images) == labels).sum())
-    ci = binomtest(hits, len(labels)).proportion_ci(0.95, method="wilson")
-    return hits / len(labels), ci.low, ci.high
-
-
-held_out = fusion_world().sample(1000, "test", seed=5)
-with torch.no_grad():
-    through = {name: model(held_out.images.to(device))["recon"].clamp(0, 1).cpu()
-               for name, model in (("vqvae_shapes", vqvae), ("vqgan_shapes", vqgan))}
-recognition = {"originals": recognised(held_out.images, held_out.labels["shape"]),
-               **{name: recognised(x, held_out.labels["shape"]) for name, x in through.items()}}
-for name, (acc, lo, hi) in recognition.items():
-    print(f"ViT recognises the shape in {acc:.1%} of {len(held_out):,} {name} (95% interval {lo:.1%}-{hi:.1%})")
-(a, a_lo, a_hi), (b, b_lo, b_hi) = recognition["vqvae_shapes"], recognition["vqgan_shapes"]
-display(Markdown(
-    f"Through `vqvae_shapes` the ViT still reads {a:.0%} of the shapes, through `vqgan_shapes` {b:.0%} "
-    f"(originals {recognition['originals'][0]:.0%}). "
-    + ("The intervals do not overlap: the VQ-VAE's codes keep the outline better, so the fusion model uses them."
-       if a_lo > b_hi else
-       "The 95% intervals touch, so this is a small edge rather than a proven gap; the fusion model uses the "
-       "VQ-VAE's codes, the ones that keep the outline at least as well."
-       if a > b else "The VQ-GAN's codes keep the outline at least as well here; the shipped fusion model still "
-       "uses the VQ-VAE's.")))
+print(f"its tokenizer: {fusion_meta['metrics']['tokenizer']}; ViT recognition through it "
+      f"{format_accuracy(vit_hits['VQ-VAE'], n_held)}, through vqgan_shapes {format_accuracy(vit_hits['VQ-GAN'], n_held)} "
+      f"({recognition_verdict})")
+_ = check.equal(recognition_verdict in ("tie", "VQ-VAE above VQ-GAN"), True,
+                "the VQ-GAN does not keep the outline better than the fusion model's tokenizer (section 7's verdict)")
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -1045,8 +1172,10 @@ _ = check.answer("Exercise 6: what a 16 times bigger book does to usage and perp
 #   움직이고, 커밋 항(β = 0.25)은 인코더를 움직인다.
 # - 기울기로 학습한 코드북은 **붕괴**한다. EMA(미니배치 단위의 k-평균)와 죽은 코드 재시작이
 #   코드를 계속 쓰이게 한다(5절: 그곳에 출력된 사용률 수치).
-# - **VQ-GAN**은 지각 손실과 적대적 손실로 픽셀 오차를 내주고 선명도를 얻으며, 두 손실의
-#   균형은 디코더 마지막 층의 적응형 가중치가 맞춘다(7절).
+# - **VQ-GAN**은 지각 손실과 적대적 손실을 더하고, 둘의 균형은 디코더 마지막 층의 적응형 가중치가
+#   맞춘다. "더 선명하다"는 잡음으로는 이길 수 없는 점수를 필요로 한다. 흐린 대조군과 잡음 대조군으로
+#   검증한 가장자리 일치도다. 우리 규모에서 VQ-GAN은 이 점수에서 VQ-VAE를 이기지 못한다(7절: 판정과
+#   시도한 수정들).
 # - 이산화는 **정보를 잃는다**. 코드가 적을수록 더 많이, 격자가 거칠수록 훨씬 더 많이 잃는다.
 #   예산은 $h\,w\log_2K$비트다(8절).
 # - **조기 융합**은 이미지 코드를 언어 모델의 어휘에 넣는다. 트랜스포머 하나와 다음 토큰 손실
@@ -1059,9 +1188,14 @@ _ = check.answer("Exercise 6: what a 16 times bigger book does to usage and perp
 print(f"codebook usage, 512 codes, 200 steps: plain {plain_usage:.0%} vs EMA + restart {fixed_usage:.0%} "
       f"(perplexity {plain_hist.evals['perplexity'][-1]:.0f} vs {fixed_hist.evals['perplexity'][-1]:.0f})")
 for kind in ("clean", "nuisance"):
-    a, b = scores["VQ-VAE", kind], scores["VQ-GAN", kind]
-    print(f"{kind:9s} scenes: PSNR VQ-VAE {a['psnr']:.1f} dB vs VQ-GAN {b['psnr']:.1f} dB; "
-          f"sharpness ratio {a['sharpness']:.2f} vs {b['sharpness']:.2f}")
+    e = {name: mean_interval(per[name, kind]["edge"])[0] for name in (*CONTROLS, "VQ-GAN")}
+    print(f"{kind:9s} scenes, edge agreement: controls original {e['original']:.2f}, blurred "
+          f"{e['VQ-VAE blurred']:.2f}, noisy {e['VQ-VAE + noise']:.2f}; VQ-VAE {e['VQ-VAE']:.3f} vs VQ-GAN "
+          f"{e['VQ-GAN']:.3f} ({comparison[kind, 'edge']['verdict']}); perceptual "
+          f"{comparison[kind, 'perceptual']['verdict']}; MSE {comparison[kind, 'mse']['verdict']}")
+print(f"ViT recognition through the tokenizers: VQ-VAE {format_accuracy(vit_hits['VQ-VAE'], n_held)}, VQ-GAN "
+      f"{format_accuracy(vit_hits['VQ-GAN'], n_held)} ({recognition_verdict}); blurred {vit_hits['VQ-VAE blurred'] / n_held:.0%}, "
+      f"noisy {vit_hits['VQ-VAE + noise'] / n_held:.0%}")
 print(f"information: 4×4 vs 8×8 grid with 1,024 codes, textured scenes' MSE {by['g4_k1024']['nuisance']:.4f} vs "
       f"{by['g8_k1024']['nuisance']:.4f} ({bits_per_image(4, 1024):.0f} vs {bits_per_image(8, 1024):.0f} bits per image)")
 print(f"generation: ViT recognises {shape_acc:.0%} of the shapes generated at temperature 0.3 "
@@ -1089,8 +1223,9 @@ print(f"generation: ViT recognises {shape_acc:.0%} of the shapes generated at te
 #    토크나이저는 32×32 RGB 이미지에서 몇 비트를 남기는가?
 # 8. 같은 비트 예산에서, 8절에서 더 거친 격자가 더 작은 코드북보다 더 많이 잃은 이유는
 #    무엇인가?
-# 9. VQ-GAN은 VQ-VAE의 손실에 무엇을 더하는가? 적응형 가중치는 무엇과 무엇의 균형을 맞추며, 더
-#    높은 선명도 비율은 왜 그림과 함께 읽어야 하는가?
+# 9. VQ-GAN은 VQ-VAE의 손실에 무엇을 더하고, 적응형 가중치는 무엇과 무엇의 균형을 맞추는가? 잡음
+#    섞인 재구성이 선명도 비율은 이길 수 있지만 가장자리 일치도는 이길 수 없는 이유는 무엇이며,
+#    어떤 대조군이 그것을 증명하는가?
 # 10. DALL·E의 이산 VAE는 VQ-VAE의 최근접 이웃 argmin과 비교해 코드를 어떻게 고르는가?
 # 11. Chameleon식 조기 융합 모델에서 어휘에는 무엇이 들어 있고, 캡션에서 이미지는 어떻게
 #     생성되며, 더 낮은 샘플링 온도는 무엇을 내주는가?
@@ -1130,9 +1265,11 @@ print(f"generation: ViT recognises {shape_acc:.0%} of the shapes generated at te
 #    뿐이다. 8절에서 코드가 적은 8×8 격자가 모든 4×4 격자를, 심지어 연속 격자까지 이겼다.
 # 9. 지각 손실(고정된 네트워크에서의 특징 거리), 힌지 손실을 쓰는 PatchGAN 판별자, 그리고
 #    적응형 가중치다. 적응형 가중치는 적대적 손실의 크기를 조절하여, 디코더 마지막 층에서 그
-#    기울기가 재구성 손실의 기울기만큼 커지게 한다. VQ-GAN은 가장자리 에너지를 더 많이 유지하지만
-#    픽셀 오차가 더 높고, 선명도 비율은 반점 잡음과 후광까지 포함한 모든 고주파 에너지를 센다.
-#    또 그 지각 거리는 자기 네트워크로 측정한 것이다.
+#    기울기가 재구성 손실의 기울기만큼 커지게 한다. 선명도 비율은 모든 고주파 에너지를 세므로
+#    잡음이 그 값을 올린다(7절의 잡음 대조군이 원본을 이긴다). 가장자리 일치도는 두 이미지의 기울기
+#    크기 맵 사이의 상관이다. 잡음은 원본에 가장자리가 없는 곳에 가장자리 세기를 놓아 이 값을
+#    낮추고, 흐림은 가장자리를 퍼뜨려 역시 낮춘다. 대조군: 원본은 1점을 받고, 재구성을 흐리게 한
+#    사본과 잡음을 더한 사본은 재구성 자신보다 뚜렷이 낮은 점수를 받는다.
 # 10. 인코더가 코드에 대한 로짓을 출력한다. 학습은 검벨-소프트맥스 완화로 부드럽고 미분 가능한
 #     원-핫 벡터를 샘플링하며, 온도는 딱딱한 선택 쪽으로 어닐링하고, 균등 사전분포에 대한 KL
 #     항을 둔다. 최근접 이웃 탐색도, 코드북 손실이나 커밋 손실도 없다.
@@ -1153,7 +1290,7 @@ print(f"generation: ViT recognises {shape_acc:.0%} of the shapes generated at te
 # | $L = \lVert x-\hat x\rVert^2 + \lVert \mathrm{sg}[z]-e\rVert^2 + \beta\lVert z-\mathrm{sg}[e]\rVert^2$ | 4절: `VectorQuantizer`의 손실 = 공식 ✓; 참조 코드가 뒤바꾼 β와 그것이 기울기에 미치는 영향 |
 # | "DALL-E 1: VQ-VAE + Transformer" | **정확하지 않음**: 검벨-소프트맥스 완화를 쓰는 이산 VAE (10절) |
 # | 학습 후 이미지는 토큰 시퀀스이므로 자기회귀 (AR) 생성이 가능하다 | 9절: 이미지당 코드 64개, 캡션에서 생성하고 ViT로 채점 |
-# | VQ-GAN: 세부를 위한 PatchGAN, 지각 손실 | 7절: 가장자리 에너지 증가(일부는 반점 잡음), 픽셀 오차 증가, 측정함 |
+# | VQ-GAN: 세부를 위한 PatchGAN, 지각 손실 | **이 규모에서는 아니다**: 7절이 가장자리 일치도, 지각 거리, ViT 인식률로 VQ-GAN을 VQ-VAE와 구간과 함께 비교한다. 논문의 규모는 훨씬 크다 |
 # | "코드북 크기 16,384" | VQ-GAN 논문의 ImageNet 모델은 1,024를 쓰고, 16,384는 나중에 공개된 모델이다 (10절) |
 # | VQ-VAE-2: 계층적 코드북 (거친 것과 세밀한 것) | 10절: 256×256에 대해 상위 32×32 + 하위 64×64 맵 |
 # | Chameleon: 이미지 → 8,192개 코드 토크나이저, 텍스트 BPE "32K", 하나의 어휘 | 코드 8,192개 ✓, 512×512 이미지당 토큰 1,024개; BPE 어휘는 이미지 코드를 **포함하여 65,536** |
