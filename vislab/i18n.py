@@ -436,7 +436,7 @@ def edition_problems(lang: Language, ch, root: Path, generated: bool = True) -> 
         what = "metadata" if at <= min(len(en_code), len(ko_code)) and en_code[at - 1][0] == ko_code[at - 1][0] else "source"
         problems.append(f"{rel(ipynb)}: code cell {at} {what} differs from {ch.notebook.name}'s: the edition's code "
                         f"must be the English code; {sync}")
-    if py.exists() and _notebook_text(notebook_from_py(py, reference=reference)) != actual_text:
+    if _notebook_text(notebook_from_py(py, reference=reference)) != actual_text:
         problems.append(f"{rel(ipynb)}: out of sync with {py.name}; {sync}")
     return problems
 

@@ -167,10 +167,14 @@ def train_shapes(model, steps: int, batch_size: int = TRAIN["batch_size"], lr: f
 def _train(model, seed, device, max_seconds, scale=1):
     """The recipe: ``TRAIN["steps"]`` (times ``scale``; 4 on a GPU via ``python -m vislab.pretrain``)."""
     hist = train_shapes(model, TRAIN["steps"] * scale, seed=seed, device=device, max_seconds=max_seconds, progress=True)
-    tx, ty = test_set()
+    return _metrics(model, hist, *test_set(), TRAIN["batch_size"], device)
+
+
+def _metrics(model, hist, tx, ty, batch_size, device) -> dict:
+    """What a classifier recipe records in its checkpoint's JSON: test accuracy and the run."""
     metrics = {"test_acc": round(evaluate_accuracy(model, tx.to(device), ty.to(device)), 4),
                "test_size": len(ty), "steps": hist.steps_done,
-               "images_seen": hist.steps_done * TRAIN["batch_size"],
+               "images_seen": hist.steps_done * batch_size,
                "final_train_loss": round(hist.metrics["loss"][-1], 4)}
     if hist.stopped_early:
         metrics["stopped_early"] = True
@@ -217,14 +221,7 @@ def _train_where(model, seed, device, max_seconds, scale=1):
     from vislab.where import where_set
 
     hist = train_where(model, WHERE_TRAIN["steps"] * scale, seed=seed, device=device, max_seconds=max_seconds)
-    tx, ty = where_set(WHERE_TRAIN["test_size"])
-    metrics = {"test_acc": round(evaluate_accuracy(model, tx.to(device), ty.to(device)), 4),
-               "test_size": len(ty), "steps": hist.steps_done,
-               "images_seen": hist.steps_done * WHERE_TRAIN["batch_size"],
-               "final_train_loss": round(hist.metrics["loss"][-1], 4)}
-    if hist.stopped_early:
-        metrics["stopped_early"] = True
-    return metrics
+    return _metrics(model, hist, *where_set(WHERE_TRAIN["test_size"]), WHERE_TRAIN["batch_size"], device)
 
 
 def _where_config(model: ViTConfig) -> dict:
