@@ -116,6 +116,22 @@ def test_a_planted_stale_translation_is_caught_and_stub_repoints_it(edition):
     assert check(root) == []
 
 
+def test_stub_pairs_an_edited_cell_with_its_own_translation_after_an_insertion(edition):
+    root, book, lang, ch = edition
+    py = ch.file
+    text = py.read_text()
+    text = text.replace("# %% [markdown]\n# ## 1. Tokens", "# %% [markdown]\n# ## 0. A new first section\n\n"
+                        "# %% [markdown]\n# ## 1. Tokens")
+    py.write_text(text.replace("gives 196 patches", "gives 196 patches of 768 values"))
+    sync(root=root)
+    counts = i18n.stub(lang, ch, root)
+    assert counts["new"] == 1 and counts["stale"] == 1
+    todo = {e.cell: e for e in i18n.read_entries(lang, ch) if e.todo}
+    inserted, edited = sorted(todo)
+    assert "A new first section" in todo[inserted].text and not i18n.HANGUL.search(todo[inserted].text)
+    assert todo[edited].text.startswith("번역: ## 1. Tokens") and "768 values" in todo[edited].text
+
+
 def test_hand_edited_edition_code_is_refused(edition):
     root, book, lang, ch = edition
     py = i18n.edition_path(lang, ch)

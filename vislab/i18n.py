@@ -173,6 +173,49 @@ def read_entries(lang: Language, ch) -> list:
     return parse_translation(path.read_text(encoding="utf-8"), where=str(path))
 
 
+def _pair_changed(old: list, new: list) -> dict:
+    """New cell index -> the old entry it most likely replaces.
+
+    The entries' hashes are aligned with the chapter's cells (difflib): unchanged cells anchor
+    the alignment, and inside a run of changed cells the old entries pair with the new cells in
+    order. So inserting a cell before an edited one still hands the edited cell its own old
+    translation, not its neighbour's (pairing by cell index would shift every entry after the
+    insertion)."""
+    import difflib
+
+    old = sorted(old, key=lambda e: e.cell)
+    matcher = difflib.SequenceMatcher(None, [e.en for e in old], [h for _, h, _ in new], autojunk=False)
+    pairs = {}
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            pairs.update((new[j1 + k][0], old[i1 + k]) for k in range(i2 - i1))
+        elif tag == "replace" and i2 - i1 == j2 - j1:
+            pairs.update((new[j1 + k][0], old[i1 + k]) for k in range(i2 - i1))
+        elif tag == "replace":
+            # unequal runs (cells inserted or removed next to edited ones): pair by what a
+            # translation keeps verbatim (math, code spans, link targets, numbers), best first
+            scored = sorted(((_overlap(old[i].text, new[j][2]), i, j) for i in range(i1, i2) for j in range(j1, j2)),
+                            reverse=True)
+            used_old, used_new = set(), set()
+            for score, i, j in scored:
+                if score > 0 and i not in used_old and j not in used_new:
+                    pairs[new[j][0]] = old[i]
+                    used_old.add(i)
+                    used_new.add(j)
+    return pairs
+
+
+def _kept_tokens(text: str) -> set:
+    tokens = {m.group(0) for pattern in _KEEP.values() for m in pattern.finditer(text)}
+    return tokens | _numbers(text)
+
+
+def _overlap(a: str, b: str) -> float:
+    """Jaccard overlap of the verbatim-kept tokens of two texts (0 when either has none)."""
+    ta, tb = _kept_tokens(a), _kept_tokens(b)
+    return len(ta & tb) / len(ta | tb) if ta and tb else 0.0
+
+
 def stub(lang: Language, ch, root: Path) -> dict:
     """Write or refresh the chapter's translation file; returns counts of kept/new/stale/dropped.
 
@@ -186,7 +229,7 @@ def stub(lang: Language, ch, root: Path) -> dict:
     by_hash = {}
     for e in old:
         by_hash.setdefault(e.en, e)
-    by_cell = {e.cell: e for e in old}
+    before = _pair_changed(old, [(cell, source_hash(text), text) for cell, text in english.items()])
     counts = Counter()
     entries = []
     for cell, text in english.items():
@@ -194,8 +237,8 @@ def stub(lang: Language, ch, root: Path) -> dict:
         if h in by_hash and not by_hash[h].todo:
             entries.append(Entry(cell, h, by_hash[h].text))
             counts["kept"] += 1
-        elif cell in by_cell and by_cell[cell].en != h and HANGUL.search(by_cell[cell].text):
-            previous = re.sub(r"\n*<!-- English now:.*?-->\s*$", "", by_cell[cell].text, flags=re.S)
+        elif cell in before and before[cell].en != h and HANGUL.search(before[cell].text):
+            previous = re.sub(r"\n*<!-- English now:.*?-->\s*$", "", before[cell].text, flags=re.S)
             entries.append(Entry(cell, h, f"{previous}\n\n<!-- English now:\n{text.replace('-->', '- ->')}\n-->",
                                  todo=True))
             counts["stale"] += 1
