@@ -334,6 +334,18 @@ def test_patch_pca():
         patch_pca(torch.randn(16, 8))
 
 
+def test_foreground_iou():
+    from vislab.dino import foreground_iou
+
+    pred = torch.tensor([[True, True, False, False], [False, False, False, False], [True, False, False, False]])
+    true = torch.tensor([[True, False, False, False], [False, False, False, False], [False, True, False, False]])
+    torch.testing.assert_close(foreground_iou(pred, true), torch.tensor([0.5, 1.0, 0.0]))
+    with pytest.raises(TypeError, match="bool"):
+        foreground_iou(pred.float(), true)
+    with pytest.raises(ValueError, match="same"):
+        foreground_iou(pred[:, :3], true)
+
+
 def test_viewers_build_and_draw():
     import matplotlib
 

@@ -57,7 +57,7 @@ __all__ = [
     "MultiCropConfig", "MultiCropViews", "random_resized_crop", "color_jitter", "random_grayscale",
     "gaussian_blur", "solarize", "multi_crop", "DINOHead", "DINOLoss", "sinkhorn_knopp", "koleo_loss",
     "block_mask", "iBOTPatchLoss", "entropy", "momentum_schedule", "teacher_temperature",
-    "DINOConfig", "DINO", "patch_pca",
+    "DINOConfig", "DINO", "patch_pca", "foreground_iou",
 ]
 
 
@@ -1073,3 +1073,29 @@ def patch_pca(patch_features: torch.Tensor, n_components: int = 3, foreground_th
     rgb = torch.zeros(B * N, n_components, dtype=torch.float64)
     rgb[foreground] = unit(project(x[foreground], n_components))
     return rgb.reshape(B, N, n_components).float(), foreground.reshape(B, N)
+
+
+def foreground_iou(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Intersection over union of two patch masks, one value per image.
+
+    Scores an unsupervised foreground mask (``patch_pca``'s second output) against the patches
+    that hold an object: 1 is a perfect match, 0 no overlap. An image where both masks are empty
+    scores 1 (nothing to find, nothing found).
+
+    Args:
+        predicted: ``(B, N)`` bool, e.g. ``patch_pca(feats, foreground_threshold=0.6)[1]``.
+        target: ``(B, N)`` bool, the patches covered by an object.
+    Returns:
+        ``(B,)`` float tensor in [0, 1].
+    """
+    for name, m in (("predicted", predicted), ("target", target)):
+        if not isinstance(m, torch.Tensor) or m.dtype != torch.bool or m.dim() != 2:
+            raise TypeError(f"{name} must be a (B, N) bool tensor, got "
+                            f"{type(m).__name__ if not isinstance(m, torch.Tensor) else f'{m.dtype} {tuple(m.shape)}'}"
+                            "; compare a score with a threshold (e.g. fraction > 0.5) to get one")
+    if predicted.shape != target.shape:
+        raise ValueError(f"predicted {tuple(predicted.shape)} and target {tuple(target.shape)} must have the same "
+                         "(B, N) shape: one entry per patch of each image")
+    inter = (predicted & target).sum(1).float()
+    union = (predicted | target).sum(1).float()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
