@@ -429,13 +429,13 @@ chance = {"caption_top1": 1 / len(siglip_recipe.all_captions()[0]), "shape_acc":
           "i2t_R@1": same_caption.mean().item(), "t2i_R@1": same_caption.mean().item()}
 
 
-def seed_values(loss, B, metric):
+def seed_values(loss, B, metric, runs=runs):
     return [r[metric] for r in runs if r["loss"] == loss and r["batch_size"] == B]
 
 
-def stat(loss, B, metric):
-    """Mean, sample standard deviation, lowest and highest seed."""
-    vals = seed_values(loss, B, metric)
+def stat(loss, B, metric, runs=runs):
+    """Mean, sample standard deviation, lowest and highest seed (of ``runs``: a list of the JSON's runs)."""
+    vals = seed_values(loss, B, metric, runs)
     return float(np.mean(vals)), float(np.std(vals, ddof=1)), min(vals), max(vals)
 
 
@@ -597,8 +597,7 @@ print(f"collapsed plateau at B={B_long}: {plateau:.3f}; final loss of the {B_lon
 
 
 def long_stat(loss, metric="caption_top1"):
-    vals = [r[metric] for r in long_runs if r["loss"] == loss]
-    return float(np.mean(vals)), float(np.std(vals, ddof=1)), min(vals), max(vals)
+    return stat(loss, B_long, metric, runs=long_runs)
 
 
 long_steps = long_runs[0]["steps"]
