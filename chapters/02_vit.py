@@ -548,8 +548,8 @@ vislab.show_source(interpolate_pos_embed)
 
 # %%
 from vislab.stats import accuracy_interval, format_accuracy
-from vislab.where import (majority_share, positions_zeroed, probs, rope_interpolated, table_kept, tiled_probs,
-                          where_set)
+from vislab.where import (majority_share, positions_zeroed, probs, resolution_strategies, rope_interpolated,
+                          strategy_hits, table_kept, where_set)
 
 vit_where, meta_where = load_or_train("vit_where", device=device, use_checkpoint=USE_CHECKPOINT)
 vit_where_rope, meta_where_rope = load_or_train("vit_where_rope", device=device, use_checkpoint=USE_CHECKPOINT)
@@ -566,25 +566,16 @@ vislab.show_source(rope_interpolated)
 
 
 # %%
-def thumbnail(x):
-    """(B, 3, 64, 64) -> (B, 3, 32, 32): the image at the trained size."""
-    return F.interpolate(x, size=32, mode="bilinear", antialias=True)
+vislab.show_source(resolution_strategies)
 
 
+# %%
 def n_correct(p, labels):
     return int((p.argmax(-1) == labels).sum())
 
 
-strategies = {
-    "downscaled to 32 px (reference)": lambda x: probs(vit_where, thumbnail(x)),
-    "no change: table kept on the top-left patches": lambda x: probs(table_kept(vit_where, 64), x),
-    "bicubic interpolation of the table": lambda x: probs(vit_where, x),
-    "2D RoPE as is (rows and columns 0..7)": lambda x: probs(vit_where_rope, x),
-    "2D RoPE + position interpolation (0, 0.5, .., 3.5)": lambda x: probs(rope_interpolated(vit_where_rope, 32 / 64), x),
-    "tiling: 4 tiles of 32 px": lambda x: tiled_probs(vit_where, x),
-    "tiling: 4 tiles + thumbnail": lambda x: tiled_probs(vit_where, x) + probs(vit_where, thumbnail(x)),
-}
-correct = {name: n_correct(fn(hi_images), hi_labels) for name, fn in strategies.items()}
+strategies = resolution_strategies(vit_where, vit_where_rope, image_size=64)
+correct = strategy_hits(strategies, hi_images, hi_labels)
 controls = {
     "chance: always the most frequent quadrant": round(majority_share(hi_labels) * n_hi),
     "learned table zeroed (32 px)": n_correct(probs(positions_zeroed(vit_where), where_images), where_labels),
@@ -658,6 +649,95 @@ display(Markdown("\n".join([
     "at 64 px a patch of 16 gives back the 4×4 grid and the scale the model knows, which is what the downscaled "
     "row does.",
 ])))
+
+# %% [markdown]
+# **One seed or three?** The intervals above say how much 1000 test scenes can wobble, not how
+# much a *retrained* model would: the table rests on one pair of checkpoints, and a training
+# seed changes the model. `benchmarks/where_seeds.py` trains both recipes again under seeds 1
+# and 2 (the same step budget as the shipped ones; the file keeps each run's training seconds) and
+# scores every row on the same scenes; its output, `data/where_seeds.json`, records the command
+# that remakes it. Seed 0 there is the shipped pair, so its row must match the table above. A
+# comparison counts below only if Newcombe's 95% interval for the difference excludes zero *in
+# every seed*.
+
+# %%
+import json
+
+import numpy as np
+
+from vislab.paths import repo_root
+from vislab.stats import difference_interval
+
+where_seeds = json.loads((repo_root() / "data" / "where_seeds.json").read_text())
+seed_runs, n_seed_test = where_seeds["runs"], where_seeds["n_test"]
+print("made by:", where_seeds["command"], "| seeds:", [r["seed"] for r in seed_runs], "| test scenes:", n_seed_test)
+shipped_row = next(r["hits"] for r in seed_runs if r["seed"] == 0)
+_ = check.equal(max(abs(shipped_row[k] - v) for k, v in correct.items()) <= 3, True,
+                "seed 0 of the JSON matches this run's table within 3 answers of 1000 (kernels may flip a few)")
+
+
+def seed_accs(name):
+    return np.array([r["hits"][name] / n_seed_test for r in seed_runs])
+
+
+print(f"{'':52} " + " ".join(f"seed {r['seed']:>2}" for r in seed_runs) + "   mean ± sd")
+for name in (*correct, *controls):
+    a = seed_accs(name)
+    print(f"{name:<52} " + " ".join(f"{v:>7.1%}" for v in a) + f"   {a.mean():.1%} ± {a.std(ddof=1):.1%}")
+
+
+def every_seed(a, b):
+    """'above' / 'below' when every seed's Newcombe interval for a - b excludes 0 on that side, else 'mixed'."""
+    sides = set()
+    for r in seed_runs:
+        lo, hi = difference_interval(r["hits"][a], n_seed_test, r["hits"][b], n_seed_test)
+        sides.add("above" if lo > 0 else "below" if hi < 0 else "tie")
+    return sides.pop() if len(sides) == 1 and "tie" not in sides else "mixed: " + ", ".join(sorted(sides))
+
+
+seed_verdicts = {(a, b): every_seed(a, b) for a, b in [(BICUBIC, KEPT), (ROPE_PI, ROPE), (BICUBIC, ROPE_PI),
+                                                       (DOWN, TILES), (TILES_THUMB, TILES), (DOWN, BICUBIC)]}
+short = {BICUBIC: "bicubic", KEPT: "table kept", ROPE_PI: "RoPE + interpolation", ROPE: "RoPE as is",
+         DOWN: "downscaled", TILES: "tiles", TILES_THUMB: "tiles + thumbnail"}
+for (a, b), word in seed_verdicts.items():
+    gap = seed_accs(a) - seed_accs(b)
+    print(f"{short[a]:>20} minus {short[b]:<20}: " + ", ".join(f"{g:+.1%}" for g in gap) + f" -> {word}")
+for a, b in [(BICUBIC, KEPT), (ROPE_PI, ROPE), (DOWN, TILES)]:
+    _ = check.at_least(float((seed_accs(a) - seed_accs(b)).min()), 0.3, f"every seed: {a} minus {b} (margin)")
+_ = check.at_least(float((seed_accs(BICUBIC) - seed_accs(ROPE_PI)).min()), 0.0,
+                   "every seed: bicubic table minus RoPE + position interpolation")
+
+fig, ax = plt.subplots(figsize=(8, 3.2))
+names = list(correct)
+for i, name in enumerate(names):
+    ax.scatter([i] * len(seed_runs), seed_accs(name), color="C0", s=18)
+    ax.hlines(seed_accs(name).mean(), i - 0.3, i + 0.3, color="C1")
+ax.axhline(acc(CHANCE), color="grey", ls=":", label="chance")
+ax.set_xticks(range(len(names)), [n.split(" (")[0].replace(": ", ":\n") for n in names], fontsize=7)
+ax.set_ylabel("accuracy at 64 px")
+ax.set_title("each dot a training seed, the bar their mean")
+ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %%
+def spread(name):
+    a = seed_accs(name)
+    return f"{a.mean():.0%} ± {a.std(ddof=1):.0%} (seeds {a.min():.0%} to {a.max():.0%})"
+
+
+seed_words = {"above": "above in every seed", "below": "below in every seed"}
+display(Markdown(
+    f"**What the seeds add.** Over {len(seed_runs)} seeds the bicubic table scores {spread(BICUBIC)} and RoPE with "
+    f"position interpolation {spread(ROPE_PI)}: bicubic is "
+    f"{seed_words.get(seed_verdicts[(BICUBIC, ROPE_PI)], seed_verdicts[(BICUBIC, ROPE_PI)])}, but the gap "
+    "itself moves with the seed (the dots above), so its size in the one-seed table is not a property of the "
+    f"two methods. The big effects are the same in every seed: position interpolation against RoPE as is "
+    f"({spread(ROPE)} without it), bicubic against the kept table ({spread(KEPT)}), tiles against the "
+    f"downscaled image ({spread(TILES)} against {spread(DOWN)}). The thumbnail's rescue of the tiles is the "
+    f"least stable row, {spread(TILES_THUMB)}. One reading, not measured here: the thumbnail's single vote is "
+    "added to four tile votes that forgot their places, so the result depends on how confidently each trained "
+    "model answers for a tile that holds no shape."))
 
 # %% [markdown] tags=["slide"]
 # ## 11. Exercises

@@ -94,3 +94,60 @@ def test_tiles_and_tiled_probs():
     p = tiled_probs(m, torch.rand(3, 3, 64, 64))
     assert p.shape == (3, 4) and torch.allclose(p.sum(-1), torch.full((3,), 4.0))
     assert torch.allclose(probs(m, torch.rand(5, 3, 32, 32), batch_size=2).sum(-1), torch.ones(5))
+
+
+def test_resolution_strategies_are_the_chapters_seven_and_are_counted():
+    from vislab.where import STRATEGIES, resolution_strategies, strategy_hits, thumbnail
+
+    learned, rope = tiny(), tiny(pos_embed="rope")
+    strategies = resolution_strategies(learned, rope, 64)
+    assert tuple(strategies) == STRATEGIES
+    x, y = where_set(6, image_size=64)
+    for name, fn in strategies.items():
+        p = fn(x)
+        assert p.shape == (6, 4), name
+    # the reference is the learned model on the downscaled image; bicubic is the model as is
+    assert torch.allclose(strategies[STRATEGIES[0]](x), probs(learned, thumbnail(x)))
+    assert torch.allclose(strategies[STRATEGIES[2]](x), probs(learned, x))
+    hits = strategy_hits(strategies, x, y)
+    assert set(hits) == set(STRATEGIES) and all(0 <= v <= 6 for v in hits.values())
+    assert hits[STRATEGIES[2]] == int((probs(learned, x).argmax(-1) == y).sum())
+    with pytest.raises(ValueError, match="learned position table"):
+        resolution_strategies(rope, rope)
+    with pytest.raises(ValueError, match="pos_embed='rope'"):
+        resolution_strategies(learned, learned)
+    with pytest.raises(ValueError, match="multiple"):
+        resolution_strategies(learned, rope, 48)
+    with pytest.raises(ValueError, match="one label per image"):
+        strategy_hits(strategies, x, y[:3])
+    with pytest.raises(ValueError, match="B, 3, H, W"):
+        thumbnail(torch.zeros(3, 64, 64))
+
+
+def test_where_seeds_benchmark_scores_every_row_of_the_chapter():
+    """benchmarks/where_seeds.py (data/where_seeds.json): its scoring, on tiny untrained models."""
+    import importlib.util
+
+    from vislab.paths import repo_root
+    from vislab.where import STRATEGIES
+
+    spec = importlib.util.spec_from_file_location("where_seeds", repo_root() / "benchmarks" / "where_seeds.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    hits = bench.score(tiny(), tiny(pos_embed="rope"), n_test=8)
+    assert set(STRATEGIES) <= set(hits) and len(hits) == len(STRATEGIES) + 5
+    assert all(isinstance(v, int) and 0 <= v <= 8 for v in hits.values())
+
+
+def test_shipped_where_seeds_json_has_the_shipped_seed_and_every_row():
+    import json
+
+    from vislab.paths import repo_root
+    from vislab.where import STRATEGIES
+
+    data = json.loads((repo_root() / "data" / "where_seeds.json").read_text())
+    assert data["command"].startswith("python benchmarks/where_seeds.py")
+    seeds = [r["seed"] for r in data["runs"]]
+    assert 0 in seeds and len(set(seeds)) == len(seeds) >= 3
+    for r in data["runs"]:
+        assert set(STRATEGIES) <= set(r["hits"]) and all(0 <= v <= data["n_test"] for v in r["hits"].values())

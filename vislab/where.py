@@ -18,6 +18,9 @@ The ways of feeding a 64 px image to a model trained at 32 px, each a function h
   so 0, 0.5, ..., 3.5: inside the trained range; Chen et al. 2023, arXiv:2306.15595, for text);
 - :func:`tiled_probs`: four 32 px tiles, each classified on its own, distributions summed.
 
+:func:`resolution_strategies` gathers them (plus the downscaled reference, :func:`thumbnail`)
+under the names of :data:`STRATEGIES`; :func:`strategy_hits` counts each one's correct answers.
+
 Shape legend: n images, B batch, K = 4 classes, H W image side.
 """
 
@@ -33,7 +36,7 @@ from vislab.vit import AxialRoPE, ViT
 
 __all__ = ["QUADRANTS", "TASK", "where_world", "quadrant", "where_set", "where_pool", "table_kept",
            "InterpolatedRoPE", "rope_interpolated", "positions_zeroed", "tiles_of", "tiled_probs", "probs",
-           "majority_share"]
+           "majority_share", "thumbnail", "STRATEGIES", "resolution_strategies", "strategy_hits"]
 
 QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
 TASK = dict(image_size=32, nuisance="none", position="continuous", sizes=(1, 2))
@@ -153,3 +156,50 @@ def tiles_of(images: torch.Tensor, size: int = 32) -> list:
 def tiled_probs(model, images: torch.Tensor, size: int = 32) -> torch.Tensor:
     """``(B, K)``: the sum of the tiles' predicted distributions (each tile at the trained size)."""
     return sum(probs(model, t) for t in tiles_of(images, size))
+
+
+def thumbnail(images: torch.Tensor, size: int = TASK["image_size"]) -> torch.Tensor:
+    """``(B, 3, H, W) -> (B, 3, size, size)``: the image downscaled to the trained size (antialiased)."""
+    check_int("size", size, minimum=1)
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ValueError(f"images must be a (B, 3, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+    return torch.nn.functional.interpolate(images, size=size, mode="bilinear", antialias=True)
+
+
+STRATEGIES = ("downscaled to 32 px (reference)", "no change: table kept on the top-left patches",
+              "bicubic interpolation of the table", "2D RoPE as is (rows and columns 0..7)",
+              "2D RoPE + position interpolation (0, 0.5, .., 3.5)", "tiling: 4 tiles of 32 px",
+              "tiling: 4 tiles + thumbnail")
+
+
+def resolution_strategies(learned: ViT, rope: ViT, image_size: int = 64) -> dict:
+    """The ways of feeding an ``image_size`` image to models trained at 32 px, by name
+    (:data:`STRATEGIES`): each maps ``(B, 3, image_size, image_size)`` images to ``(B, K)`` probabilities.
+
+    ``learned`` has a learned position table, ``rope`` 2D RoPE (both trained at the task's 32 px).
+    """
+    check_int("image_size", image_size, minimum=TASK["image_size"])
+    if not isinstance(learned, ViT) or learned.pos_embed is None:
+        raise ValueError("learned must be a ViT with a learned position table (pos_embed='learned')")
+    if not isinstance(rope, ViT) or rope.rope is None:
+        raise ValueError("rope must be a ViT built with pos_embed='rope'")
+    size = learned.config.image_size
+    if image_size % size:
+        raise ValueError(f"image_size must be a multiple of the trained size {size} (for the tiles), got {image_size}")
+    kept, interpolated = table_kept(learned, image_size), rope_interpolated(rope, size / image_size)
+    fns = (lambda x: probs(learned, thumbnail(x, size)),
+           lambda x: probs(kept, x),
+           lambda x: probs(learned, x),
+           lambda x: probs(rope, x),
+           lambda x: probs(interpolated, x),
+           lambda x: tiled_probs(learned, x, size),
+           lambda x: tiled_probs(learned, x, size) + probs(learned, thumbnail(x, size)))
+    return dict(zip(STRATEGIES, fns))
+
+
+def strategy_hits(strategies: dict, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """``{name: number of correct answers}`` of each strategy on ``images`` with quadrant ``labels``."""
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or len(labels) != len(images):
+        raise ValueError(f"labels must be a (n,) tensor with one label per image, got "
+                         f"{getattr(labels, 'shape', type(labels))} for {len(images)} images")
+    return {name: int((fn(images).argmax(-1) == labels).sum()) for name, fn in strategies.items()}
