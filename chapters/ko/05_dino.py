@@ -504,7 +504,9 @@ print("share of the last layer's CLS attention on object patches, per head:",
 # 물체를 찾아내는가? 새로 그린 128 px 장면 200개에서 그 전경 마스크를 물체가 덮은 패치들과
 # IoU (intersection over union, `foreground_iou`)로 비교하고, IoU가 0.5 이상인 장면을 **분할된** (segmented)
 # 장면으로 센다. 대조군 둘이 똑같은 방법을 거친다: 학습하지 않은 네트워크(무작위 초기화)와, 8×8 패치 하나하나의
-# 원시 픽셀(192개의 수)이다. 다음은 *부분* (part)이다: DINOv2의 그림은 서로 다른 물체의 같은 부분에 같은 색을
+# 원시 픽셀(192개의 수)이다. 그리고 9절의 질문을 위해 3장의 CLIP 이미지 타워(`clip_shapes`, 같은 검은 32 px
+# 장면에서 캡션과 함께 학습됨)도 같은 방법을 거친다. 대조군이 낮은 점수를 내는 조밀 (dense) 과제에서 DINO 방식과
+# CLIP 방식의 패치 토큰이 맞붙게 하려는 것이다. 다음은 *부분* (part)이다: DINOv2의 그림은 서로 다른 물체의 같은 부분에 같은 색을
 # 준다. 우리 도형에는 이름 붙은 부분이 없으므로 가장 가까운 질문을 던진다: 패치의 색(전경 성분 세 개)이 그
 # 패치가 *어느 도형*에 속하는지 말해 주는가? 장면의 절반에서 얻은 물체 패치의 색으로 나머지 절반의 패치를
 # 맞히는 k-NN이며, 우연 수준은 1/7이다. 같은 200개 장면을 9절의 텍스처 배경 위에 한 번 더 그린다. 인코더가
@@ -528,16 +530,26 @@ patch_shape = sw.objects["shape"].gather(1, torch.nan_to_num(dist, nan=9.0).argm
 first_half = torch.arange(200)[:, None].expand(-1, 256) < 100
 
 
+clip_file = checkpoint_path("clip_shapes").with_suffix(".safetensors")
+encoders = {"random init": random_encoder, "DINO": encoder}
+if clip_file.exists():
+    clip_model, clip_meta = load_or_train("clip_shapes", device=device, use_checkpoint=True)
+    encoders["CLIP"] = clip_model.visual.eval()
+else:
+    print(f"no CLIP checkpoint at {clip_file}: train it with `python -m vislab.pretrain clip_shapes` "
+          "(chapter 3); the CLIP rows are skipped")
+
+
 @torch.no_grad()
 def seg_patches(name, images):
     """(B, N, D) patch features of one of the compared feature sets, 25 scenes at a time (memory)."""
     if name == "raw pixels":
         return F.unfold(images, 8, stride=8).transpose(1, 2)                  # (B, 256, 192)
-    vit = {"random init": random_encoder, "DINO": encoder}[name]
-    return torch.cat([vit.forward_intermediates(chunk)["patches"] for chunk in images.split(25)])
+    return torch.cat([encoders[name].forward_intermediates(chunk)["patches"] for chunk in images.split(25)])
 
 
-seg_names = ["raw pixels", "random init", "DINO"]
+seg_names = ["raw pixels", *encoders]
+whole_image = {}                                 # scenes whose mask is empty or covers 90% of the image
 segmented, mean_iou, shape_from_colour = {}, {}, {}
 for bg, scenes in seg_scenes.items():
     for name in seg_names:
@@ -545,6 +557,8 @@ for bg, scenes in seg_scenes.items():
         rgb, found = patch_pca(feats, foreground_threshold=0.6)
         iou = foreground_iou(found, object_patch)
         segmented[(bg, name)], mean_iou[(bg, name)] = int((iou >= 0.5).sum()), float(iou.mean())
+        share = found.float().mean(1)
+        whole_image[(bg, name)] = int(((share == 0) | (share >= 0.9)).sum())
         if bg == "black":
             colour, _ = patch_pca(feats[object_patch][None])                     # PCA of the object patches only
             colour, y, half = colour[0].numpy(), patch_shape[object_patch].numpy(), first_half[object_patch].numpy()
@@ -554,30 +568,45 @@ print(f"PCA foreground (threshold 0.6) against the object patches, {n_seg} scene
 for bg in seg_scenes:
     for name in seg_names:
         print(f"  {bg:>7} {name:>11}: segmented (IoU >= 0.5) {format_accuracy(segmented[(bg, name)], n_seg)}, "
-              f"mean IoU {mean_iou[(bg, name)]:.2f}")
+              f"mean IoU {mean_iou[(bg, name)]:.2f}, masks empty or >= 90% of the scene: {whole_image[(bg, name)]}")
 print(f"shape of a patch's object from its PCA colour (k-NN, k = 10, {int(object_patch[~first_half].sum())} test "
       f"patches, chance {1 / len(SHAPES):.0%}):", {k: f"{v:.0%}" for k, v in shape_from_colour.items()})
 seg_verdicts = {c: verdict(segmented[("black", "DINO")], n_seg, segmented[("black", c)], n_seg, names=("DINO", c))
                 for c in ("random init", "raw pixels")}
-print(*seg_verdicts.values(), sep="\n")
+if "CLIP" in encoders:
+    seg_verdicts.update({("CLIP", bg): verdict(segmented[(bg, "DINO")], n_seg, segmented[(bg, "CLIP")], n_seg,
+                                               names=("DINO", "CLIP")) for bg in seg_scenes})
+print(*(f"{k[1] + ': ' if isinstance(k, tuple) else ''}{v}" for k, v in seg_verdicts.items()), sep="\n")
 check.at_least((segmented[("black", "DINO")] - segmented[("black", "random init")]) / n_seg, 0.5,
                "scenes segmented by the PCA foreground: DINO minus random init")
 check.at_least((segmented[("black", "DINO")] - segmented[("black", "raw pixels")]) / n_seg, 0.25,
                "scenes segmented by the PCA foreground: DINO minus raw pixels")
+if "CLIP" in encoders:
+    check.at_least((segmented[("black", "DINO")] - segmented[("black", "CLIP")]) / n_seg, 0.5,
+                   "scenes segmented by the PCA foreground on black: DINO minus CLIP")
 _ = check.at_most(max(shape_from_colour.values()), 0.3, "shape from PCA colour, best of all features (chance 14%)")
 
 # %%
 seg = {k: f"{v / n_seg:.0%}" for k, v in segmented.items()}
+clip_said = ("" if "CLIP" not in encoders else
+             f"Chapter 3's CLIP, through the same recipe, segments {seg[('black', 'CLIP')]} of the black scenes: its "
+             f"first component often marks whole scenes rather than patches ({whole_image[('black', 'CLIP')]} of its {n_seg} masks "
+             f"are empty or cover at least 90% of the scene; DINO's: {whole_image[('black', 'DINO')]}). CLIP's loss "
+             "reads only the CLS token, and nothing in it asks a patch token to describe its own patch. ")
+clip_texture = ("" if "CLIP" not in encoders else
+                f" CLIP, on the other hand, segments {seg[('texture', 'CLIP')]} of the textured scenes: the ranking "
+                "of the two encoders is reversed off the training background, so DINO's lead holds on the scenes "
+                "it was trained on and nowhere else we looked.")
 display(Markdown(
     f"**What the scores say.** On black, DINO's first component finds the objects in {seg[('black', 'DINO')]} of "
     f"the scenes, random init's in {seg[('black', 'random init')]}: an untrained ViT mixes every patch with the whole "
     "image in its attention layers, so its patch tokens do not say what is *at* the patch; DINO's training, through "
     "iBOT's per-patch loss and the local crops, kept them local. Raw pixels, put through the same recipe, reach "
     f"{seg[('black', 'raw pixels')]}: a patch's brightness marks an object, but their first component mixes "
-    "brightness with colour, and the threshold cuts some colours away. Two limits, both measured. On the textured "
-    f"background DINO's foreground falls to {seg[('texture', 'DINO')]} (random init {seg[('texture', 'random init')]}, "
-    f"raw pixels {seg[('texture', 'raw pixels')]}): on a background it never saw in training, its first component no "
-    "longer marks the objects. "
+    "brightness with colour, and the threshold cuts some colours away. " + clip_said + "Two limits, both measured. "
+    f"On the textured background DINO's foreground falls to {seg[('texture', 'DINO')]} (random init "
+    f"{seg[('texture', 'random init')]}, raw pixels {seg[('texture', 'raw pixels')]}): on a background it never saw in "
+    "training, its first component no longer marks the objects." + clip_texture + " "
     "And the colours do not say which shape a patch belongs to: "
     + ", ".join(f"{k} {v:.0%}" for k, v in shape_from_colour.items())
     + f" against a chance of {1 / len(SHAPES):.0%}. DINOv2's part-level pictures (the same colour for the same part "
@@ -655,15 +684,6 @@ def readouts(vit, images):
 
 spatial = spatial_sets()
 print("clutter:", CLUTTER)
-clip_file = checkpoint_path("clip_shapes").with_suffix(".safetensors")
-encoders = {"random init": random_encoder, "DINO": encoder}
-if clip_file.exists():
-    clip_model, clip_meta = load_or_train("clip_shapes", device=device, use_checkpoint=True)
-    encoders["CLIP"] = clip_model.visual.eval()
-else:
-    print(f"no CLIP checkpoint at {clip_file}: train it with `python -m vislab.pretrain clip_shapes` "
-          "(chapter 3); the CLIP rows are skipped")
-
 spatial_table = {}
 for task, (a_img, a_y, b_img, b_y) in spatial.items():
     spatial_table[(task, "raw pixels", "-")] = linear_probe_accuracy(pixel_features(a_img), a_y, pixel_features(b_img),
@@ -703,7 +723,7 @@ if "CLIP" in encoders:
         print(f"{t:>11} {r:>7}: DINO minus CLIP {spatial_table[(t, 'DINO', r)] - spatial_table[(t, 'CLIP', r)]:+.1%}, "
               f"95% interval [{lo:+.1%}, {hi:+.1%}]: DINO {word}")
     lead = max(spatial_table[(t, "DINO", r)] - spatial_table[(t, "CLIP", r)] for t in spatial for r in ("CLS", "patches"))
-    _ = check.at_most(lead, 0.03, "largest lead of DINO over CLIP, any task, either readout")
+    _ = check.at_most(lead, 0.03, "largest lead of DINO over CLIP on the linear probes, any task, either readout")
 
 # %%
 def pct(task, name, readout="-"):
@@ -722,7 +742,12 @@ if verdicts:
         return [f"{t} ({r})" for (t, r), (w, _, _) in verdicts.items() if w == word]
 
     ahead, behind, tie = said("ahead"), said("behind"), said("tie")
-    parts.append("DINO against CLIP, readout by readout, counting a difference only where its 95% interval "
+    seg_said = {bg: seg_verdicts[("CLIP", bg)] for bg in seg_scenes}
+    ahead += [f"the PCA foreground on {bg} (section 8)" for bg, w in seg_said.items() if w == "DINO above CLIP"]
+    behind += [f"the PCA foreground on {bg} (section 8)" for bg, w in seg_said.items() if w == "CLIP above DINO"]
+    tie += [f"the PCA foreground on {bg} (section 8)" for bg, w in seg_said.items() if w == "tie"]
+    parts.append("DINO against CLIP, readout by readout and with section 8's unsupervised segmentation, counting a "
+                 "difference only where its 95% interval "
                  "excludes zero: DINO ahead on " + (", ".join(ahead) if ahead else "none") + "; CLIP ahead on "
                  + (", ".join(behind) if behind else "none") + "; ties on " + (", ".join(tie) if tie else "none") + ".")
     parts.append(f"DINO's patch tokens against random init's on position: {pct('position', 'DINO', 'patches')} and "
@@ -731,7 +756,15 @@ if verdicts:
     spatial_claim = "reproduced" if ahead and not behind else "not reproduced"
     parts.append(f"The notes' claim (DINO-style features beat CLIP-style ones on spatial questions) is therefore "
                  f"**{spatial_claim}** on our encoders" + ("." if spatial_claim == "reproduced" else
-                 ": DINO is ahead nowhere." if not ahead else ": DINO is ahead on some readouts and behind on others."))
+                 ": DINO is ahead nowhere." if not ahead else ": DINO is ahead on some questions and behind on others."))
+    if seg_said["black"] == "DINO above CLIP":
+        parts.append(f"The one place where DINO leads is the one its training shapes most directly: on the background "
+                     f"both encoders were trained on, DINO's first principal component segments "
+                     f"{seg[('black', 'DINO')]} of the scenes and CLIP's {seg[('black', 'CLIP')]}, with both "
+                     f"controls far below DINO ({seg[('black', 'random init')]} and {seg[('black', 'raw pixels')]}). "
+                     "A *linear probe* needs no such structure (it is trained to find the answer wherever it "
+                     "lies), and on the probes CLIP's tokens are as good or better; on the textured background the "
+                     "segmentation ranking turns round too.")
 display(Markdown(" ".join(parts)))
 
 # %% [markdown]
@@ -1003,8 +1036,10 @@ check.answer("Exercise 6: the teacher's entropy without sharpening", "rises" if 
 #   한 번도 본 적 없는 텍스처 배경에서는 하나도 찾지 못하고, 이 규모에서는 부분 수준의 구조도 나타나지 않는다.
 # - 특징이 간직하는 것은 뷰들이 공유하는 것이다: 크기가 가장 많이, 색은 지터에도 불구하고 일부,
 #   위치는 CLS에 전혀 남지 않는다(7절).
-# - 어지러운 장면에서 우리 인코더로 측정한 공간 질문: 9절은 DINO 대 CLIP, 그리고 각 인코더 대 원시 픽셀을
-#   읽기마다 95% 구간으로 판정한다. DINO의 공간 정보는 CLS가 아니라 패치 토큰에 있다.
+# - 우리 인코더로 측정한 공간 질문: 9절은 DINO 대 CLIP, 그리고 각 인코더 대 원시 픽셀을 95% 구간으로
+#   판정한다. 어지러운 장면에서의 선형 프로브와 8절의 비지도 분할 모두에 대해서다. DINO의 공간 정보는
+#   CLS가 아니라 패치 토큰에 있고, DINO가 CLIP을 앞서는 유일한 곳은 그 분할, 그것도 두 인코더가 함께
+#   학습한 배경 위에서다.
 #
 # ## 13. 노트 검증
 #
@@ -1050,7 +1085,9 @@ for (t, r), (word, lo, hi) in verdicts.items():
 # Eyes Wide Shut, 그리고 모든 VLM이 언어 모델에 넣어 주는 것이 바로 이 패치 토큰이다). 반면 CLIP의 이미지
 # 타워는 캡션이 요구하는 것은 무엇이든 배운다. 웹 캡션은 위치를 묻는 일이 드물고, 두 논문이 측정한
 # 것이 바로 그런 상황이다. 우리 캡션은 늘 묻는다. 따라서 "DINOv2가 공간 질문에 더 낫다"는 두 손실의
-# 법칙이 아니라 학습 신호(대규모의 조밀한 자기 지도 대 캡션 통계)에 관한 주장이다.
+# 법칙이 아니라 학습 신호(대규모의 조밀한 자기 지도 대 캡션 통계)에 관한 주장이다. 우리가 측정한 유일한
+# 우위도 그런 종류다: 레이블 없이도 DINO의 패치 토큰은 학습한 장면 위에서 물체별로 스스로 나뉘고(8절),
+# CLIP의 패치 토큰은 그렇지 않다. 답이 어디에 있든 찾아내도록 학습되는 선형 프로브는 그 차이를 보지 못한다.
 
 # %% [markdown]
 # ## 질문지 (Questionnaire)
