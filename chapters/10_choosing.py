@@ -523,6 +523,14 @@ table_md = ["| encoder | the notes say | measured on | measured here | verdict |
 table_md += [f"| {a} | {b} | {c} | {d} | {e} | {f} |" for a, b, c, d, e, f in claims]
 display(Markdown("\n".join(table_md)))
 
+# %% [markdown]
+# A caveat on the two DINOv2 rows: every probe here is *trained* to find its answer, so it
+# credits an encoder for whatever is linearly readable, however it is arranged. Chapter 5 (§8)
+# scores a dense property that no probe is trained for: whether the first principal component of
+# the patch tokens, with no label at all, separates the objects from the background. There our
+# DINO does what CLIP does not, on the black background both were trained on, and loses to CLIP on
+# a textured background neither saw; chapter 5 prints the scores with their intervals.
+
 # %% [markdown] tags=["slide"]
 # ## 8. A Cambrian-1-style ensemble
 #

@@ -517,6 +517,13 @@ table_md = ["| encoder | the notes say | measured on | measured here | verdict |
 table_md += [f"| {a} | {b} | {c} | {d} | {e} | {f} |" for a, b, c, d, e, f in claims]
 display(Markdown("\n".join(table_md)))
 
+# %% [markdown]
+# DINOv2의 두 행에 대한 단서: 여기의 프로브는 모두 답을 찾도록 *학습*되므로, 어떻게 배열되어 있든 선형으로
+# 읽을 수 있는 것이면 인코더의 공으로 돌린다. 5장(§8)은 어떤 프로브도 학습되지 않는 조밀한 성질을 채점한다.
+# 레이블 없이, 패치 토큰의 첫 번째 주성분 (principal component)이 물체와 배경을 가르는가이다. 거기서 우리
+# DINO는 두 인코더가 함께 학습한 검은 배경 위에서 CLIP이 못 하는 일을 해내고, 둘 다 본 적 없는 텍스처 배경
+# 위에서는 CLIP에 진다. 5장이 그 점수를 구간과 함께 출력한다.
+
 # %% [markdown] tags=["slide"]
 # ## 8. Cambrian-1 방식의 앙상블
 #
