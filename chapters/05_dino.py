@@ -789,7 +789,8 @@ display(Markdown(" ".join(parts)))
 # our encoders saw clutter or two shapes while training; (4) even in clutter a linear probe on raw
 # pixels finds a bright shape's place, so position and left/right stay easy without any encoder. The
 # checks above pin the table's structure (counting in clutter defeats raw pixels; DINO's position
-# lives in its patch tokens; DINO leads CLIP nowhere), and the verdicts are printed from the
+# lives in its patch tokens; DINO leads CLIP on no linear probe, and on black it segments where
+# CLIP does not), and the verdicts are printed from the
 # intervals, so that a retrained checkpoint that changes them changes the prose.
 
 # %% [markdown] tags=["slide"]
